@@ -1,0 +1,47 @@
+"""Dense checkpoints (``.pt``): a state dict plus the arch spec and dataset name.
+
+Loaded with ``weights_only=True`` so a foreign pickle cannot run code; anything
+that is not a deepcomp checkpoint is reported in one line naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .binfmt import atomic_write, read_file
+from .errors import DeepcompError
+from .models import build
+
+FORMAT = "deepcomp-dense-v1"
+
+
+def save_dense(model: nn.Module, arch: str, dataset: str, path: str | Path, meta: dict | None = None) -> None:
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "arch": arch, "dataset": dataset,
+                "state_dict": model.state_dict(), "meta": meta or {}}, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_dense(path: str | Path) -> tuple[nn.Module, str, str, dict]:
+    """Returns ``(model, arch, dataset, meta)``."""
+    raw = read_file(path)
+    try:
+        ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DeepcompError(f"{path}: not a PyTorch checkpoint ({first[:120]})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise DeepcompError(f"{path}: not a deepcomp dense checkpoint (made by 'deepcomp train')")
+    model = build(ck["arch"])
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except (RuntimeError, TypeError) as e:
+        raise DeepcompError(f"{path}: weights do not match arch {ck['arch']} ({str(e).splitlines()[0]})") from None
+    model.eval()
+    return model, ck["arch"], ck.get("dataset", "mnist"), ck.get("meta", {})

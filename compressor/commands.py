@@ -1,0 +1,182 @@
+"""Compressor subcommands: train, compress, eval, stats, plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .binfmt import atomic_write
+from .checkpoint import load_dense, save_dense
+from .cli import add_data_args, command, emit, floats, ints
+from .container import CompressedModel, load, save
+from .data import load_dataset
+from .errors import DeepcompError
+from .models import DEFAULT_ARCH, build, count_params, input_size
+from .pipeline import CompressConfig
+from .prune import PruneConfig
+from .quantize import INITS
+from .train import FitConfig, error_rate, fit, seed_everything
+
+
+def dataset_for_arch(arch: str) -> str:
+    return "digits" if input_size(arch) == 64 else "mnist"
+
+
+def add_fit_args(p: argparse.ArgumentParser, prefix: str, epochs: int, lr: float) -> None:
+    p.add_argument(f"--{prefix}epochs", type=int, default=epochs)
+    p.add_argument(f"--{prefix}lr", type=float, default=lr)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", help="lenet300, lenet5 or mlp:IN-H-...-OUT (default: by dataset)")
+    add_data_args(p, default="digits")
+    add_fit_args(p, "", 20, 0.05)
+    p.add_argument("--augment", type=int, default=0, help="random shift in pixels (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+
+@command("train", "train a dense model (seeded) and save a .pt checkpoint")(add_train_args)
+def run_train(args: argparse.Namespace) -> int:
+    data = load_dataset(args.dataset, args.data_dir)
+    arch = args.arch or DEFAULT_ARCH[data.name]
+    model = build(arch)
+    if input_size(arch) != data.train.images[0].size:
+        raise DeepcompError(f"{arch}: expects {input_size(arch)} inputs, {data.name} has {data.train.images[0].size}")
+    seed_everything(args.seed)
+    t0 = time.time()
+    fit(model, data.train, FitConfig(epochs=args.epochs, lr=args.lr, augment=args.augment), seed=args.seed)
+    err = error_rate(model, data.test)
+    save_dense(model, arch, data.name, args.output,
+               {"error": err, "epochs": args.epochs, "seed": args.seed, "seconds": time.time() - t0})
+    print(f"{arch} on {data.name}: test error {100 * err:.2f}%, saved {args.output}")
+    return 0
+
+
+def add_compress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="dense .pt from 'deepcomp train'")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .dcz")
+    add_data_args(p)
+    g = p.add_argument_group("pruning")
+    g.add_argument("--density", type=floats, help="fraction of weights kept per layer, e.g. 0.08,0.09,0.26")
+    g.add_argument("--quality", type=float, help="threshold = quality x std of each layer (instead of --density)")
+    g.add_argument("--prune-steps", type=int, default=4)
+    g.add_argument("--prune-epochs", type=int, default=4, help="retraining epochs per step")
+    g.add_argument("--final-epochs", type=int, default=8, help="retraining epochs after the last step")
+    g.add_argument("--lr", type=float, default=0.01, help="retraining learning rate")
+    q = p.add_argument_group("quantization and coding")
+    q.add_argument("--bits", type=ints, help="weight index bits per layer (default 8 conv, 5 fc)")
+    q.add_argument("--zbits", type=ints, help="relative index bits per layer (default 5 conv, 4 fc)")
+    q.add_argument("--init", choices=INITS, default="linear", help="centroid initialisation")
+    q.add_argument("--finetune-epochs", type=int, default=4)
+    q.add_argument("--finetune-lr", type=float, default=1e-4)
+    p.add_argument("--augment", type=int, default=0, help="random shift in pixels while retraining")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("compress", "prune, quantize and Huffman-code a dense checkpoint into a .dcz")(add_compress_args)
+def run_compress(args: argparse.Namespace) -> int:
+    from .pipeline import compress
+    from .stats import format_table, layer_stats
+
+    model, arch, trained_on, _ = load_dense(args.checkpoint)
+    data = load_dataset(args.dataset or trained_on, args.data_dir)
+    density = args.density if args.density or args.quality else [0.08, 0.09, 0.26]
+    cfg = CompressConfig(
+        prune=PruneConfig(density=None if args.quality else density, quality=args.quality,
+                          steps=args.prune_steps, epochs_per_step=args.prune_epochs,
+                          final_epochs=args.final_epochs),
+        bits=args.bits, zbits=args.zbits, init=args.init,
+        retrain=FitConfig(lr=args.lr, augment=args.augment),
+        finetune=FitConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, optimizer="adam",
+                           weight_decay=0.0, augment=args.augment),
+        seed=args.seed,
+    )
+    cm, report = compress(model, arch, data, cfg)
+    size = save(cm, args.output)
+    stats = layer_stats(cm)
+    report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats)
+    atomic_write(meta_path(args.output), json.dumps(report, indent=1).encode())
+    print(format_table(stats))
+    for name, st in report["stages"].items():
+        print(f"  {name:<10} error {100 * st['error']:.2f}%  ({st['seconds']:.0f} s)")
+    print(f"wrote {args.output}: {size} bytes, {cm.dense_bytes() / size:.1f}x")
+    return 0
+
+
+def meta_path(dcz: Path) -> Path:
+    """Sidecar report: provenance for plots, not needed to decode, not counted in the ratio."""
+    return dcz.with_name(dcz.name + ".meta.json")
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="dense .pt or compressed .dcz")
+    add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def load_any(path: Path) -> tuple:
+    """``(module, arch, dataset, CompressedModel | None)`` for a ``.pt`` or ``.dcz``."""
+    with open_or_fail(path) as head:
+        magic = head.read(4)
+    if magic == b"DCMP":
+        cm = load(path)
+        return cm.to_module(), cm.arch, dataset_for_arch(cm.arch), cm
+    model, arch, dataset, _ = load_dense(path)
+    return model, arch, dataset, None
+
+
+def open_or_fail(path: Path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DeepcompError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DeepcompError(f"{path}: cannot read ({e.strerror})") from None
+
+
+@command("eval", "top-1 error and size of a .pt or .dcz")(add_eval_args)
+def run_eval(args: argparse.Namespace) -> int:
+    model, arch, dataset, cm = load_any(args.model)
+    data = load_dataset(args.dataset or dataset, args.data_dir)
+    err = error_rate(model, data.test)
+    size = args.model.stat().st_size
+    params = count_params(model)
+    obj = {"model": str(args.model), "arch": arch, "dataset": data.name, "images": len(data.test),
+           "error": err, "bytes": size, "params": params, "ratio": 4 * params / size}
+    emit(args, obj, f"{args.model}: {arch} on {data.name} test ({len(data.test)} images): "
+         f"error {100 * err:.2f}%, {size} bytes ({4 * params / size:.1f}x vs float32 {4 * params})")
+    return 0
+
+
+def add_stats_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="compressed .dcz")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("stats", "per-layer table in the columns of the paper's Table 2")(add_stats_args)
+def run_stats(args: argparse.Namespace) -> int:
+    from .stats import format_table, layer_stats
+
+    stats = layer_stats(load(args.model))
+    emit(args, stats, format_table(stats))
+    return 0
+
+
+def add_plot_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="compressed .dcz")
+    p.add_argument("-o", "--output", type=Path, required=True, help="directory for the PNGs")
+
+
+@command("plot", "figures: codebook over weights (Fig. 4), symbol histograms (Fig. 5), storage (Fig. 11)")(add_plot_args)
+def run_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_all
+
+    cm: CompressedModel = load(args.model)
+    meta = meta_path(args.model)
+    report = json.loads(meta.read_text()) if meta.is_file() else None
+    for path in plot_all(cm, report, args.output):
+        print(path)
+    return 0

@@ -1,0 +1,110 @@
+"""Model zoo and the rules for which layers the compressor handles.
+
+A model is rebuilt from an *arch spec* string stored in the ``.dcz``
+(``lenet300``, ``lenet5``, or ``mlp:64-100-50-10``), so a compressed file is
+self-contained for the built-in architectures. Any other ``nn.Module`` made of
+``Linear``/``Conv2d`` (plus parameter-free layers) works through the Python
+API, with the module supplied by the caller.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import DeepcompError
+
+COMPRESSIBLE = (nn.Linear, nn.Conv2d)
+DEFAULT_ARCH = {"mnist": "lenet300", "digits": "mlp:64-100-50-10"}
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network on flattened ``x / 255`` input."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        self.sizes = sizes
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for i, fc in enumerate(self.fcs):
+            x = fc(x)
+            if i < len(self.fcs) - 1:
+                x = torch.relu(x)
+        return x
+
+
+class LeNet5(nn.Module):
+    """Caffe's LeNet (examples/mnist/lenet.prototxt): 431,080 parameters.
+
+    conv 20@5x5 -> max-pool 2 -> conv 50@5x5 -> max-pool 2 -> fc 500 -> ReLU -> fc 10.
+    As in Caffe there is no non-linearity after the convolutions.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.fc1 = nn.Linear(800, 500)
+        self.fc2 = nn.Linear(500, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(self.conv1(x), 2)
+        x = nn.functional.max_pool2d(self.conv2(x), 2)
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def build(spec: str) -> nn.Module:
+    """Instantiate the architecture named by ``spec``."""
+    if spec == "lenet300":
+        return MLP([784, 300, 100, 10])
+    if spec == "lenet5":
+        return LeNet5()
+    if spec.startswith("mlp:"):
+        try:
+            sizes = [int(s) for s in spec[4:].split("-")]
+        except ValueError:
+            sizes = []
+        if len(sizes) >= 2 and all(s > 0 for s in sizes):
+            return MLP(sizes)
+    raise DeepcompError(f"{spec}: unknown architecture (lenet300, lenet5 or mlp:IN-H1-...-OUT)")
+
+
+def input_size(spec: str) -> int:
+    """Number of input pixels the architecture expects."""
+    model = build(spec)
+    return 784 if isinstance(model, LeNet5) else model.sizes[0]
+
+
+def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The ``Linear``/``Conv2d`` layers, in definition order.
+
+    Parameter-free layers (ReLU, pooling, flatten, dropout) pass through;
+    any other module that owns parameters is rejected, because the container
+    could not store it and the result would silently lose weights.
+    """
+    layers = []
+    for name, mod in model.named_modules():
+        own = list(mod.parameters(recurse=False))
+        if isinstance(mod, COMPRESSIBLE):
+            if isinstance(mod, nn.Conv2d) and (mod.groups != 1 or mod.dilation != (1, 1)):
+                raise DeepcompError(f"layer {name}: grouped or dilated Conv2d is not supported")
+            layers.append((name, mod))
+        elif own:
+            raise DeepcompError(
+                f"layer {name or '<root>'}: unsupported weight-bearing layer {type(mod).__name__} "
+                "(only Linear and Conv2d can be compressed)"
+            )
+    if not layers:
+        raise DeepcompError("model has no Linear or Conv2d layer to compress")
+    return layers
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """A layer's weight as the matrix the sparse engine sees: (out, in * kh * kw)."""
+    return weight.reshape(weight.shape[0], -1)

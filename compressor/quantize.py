@@ -1,0 +1,160 @@
+"""Weight sharing: per-layer 1-D k-means, then trained quantization (paper section 3).
+
+Codebook index 0 is reserved for the exact zero (pruned weights and the
+filler entries of the sparse format), so a layer with ``b`` bits has
+``2**b - 1`` trainable centroids. During fine-tuning each weight is
+``codebook[index]``; autograd of that gather is a scatter-add, which is
+exactly eq. 3: a centroid's gradient is the sum of its weights' gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .data import Split
+from .models import compressible_layers
+from .train import FitConfig, Hooks, fit
+
+INITS = ("linear", "density", "random")
+
+
+def init_centroids(x: np.ndarray, k: int, method: str, rng: np.random.Generator) -> np.ndarray:
+    """Initial centroids: linear over [min, max], density (equal CDF steps) or Forgy."""
+    if method == "linear":
+        return np.linspace(x.min(), x.max(), k)
+    if method == "density":
+        return np.quantile(x, np.linspace(0.0, 1.0, k))
+    if method == "random":
+        return np.sort(rng.choice(x, size=k, replace=x.size < k))
+    raise ValueError(f"unknown centroid initialisation {method!r} (choose from {', '.join(INITS)})")
+
+
+def kmeans_1d(
+    x: np.ndarray, k: int, init: str = "linear", seed: int = 0, iters: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's algorithm in 1-D: assignment is a ``searchsorted`` on centroid midpoints.
+
+    Returns ``(centroids, labels)`` with centroids ascending. Empty clusters keep
+    their previous centroid (they then simply receive no weights).
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    c = np.sort(init_centroids(x, k, init, np.random.default_rng(seed)).astype(np.float64))
+    labels = np.zeros(x.size, dtype=np.int64)
+    for _ in range(iters):
+        labels = np.searchsorted((c[1:] + c[:-1]) / 2, x)
+        sums = np.bincount(labels, weights=x, minlength=k)
+        cnt = np.bincount(labels, minlength=k)
+        new = np.where(cnt > 0, sums / np.maximum(cnt, 1), c)
+        order = np.argsort(new, kind="stable")
+        new = new[order]
+        if np.allclose(new, c, rtol=0, atol=1e-12):
+            c = new
+            break
+        c = new
+    labels = np.searchsorted((c[1:] + c[:-1]) / 2, x)
+    return c, labels
+
+
+@dataclass
+class LayerQuant:
+    """A layer's shared weights: ``weight = codebook[index]`` with ``codebook[0] == 0``."""
+
+    name: str
+    codebook: np.ndarray  # float32 (2**bits,), entry 0 is 0
+    index: np.ndarray  # int64, weight's shape; 0 where pruned
+    bits: int
+    initial_codebook: np.ndarray  # before fine-tuning (for the paper's Fig. 4)
+
+    def weight(self) -> np.ndarray:
+        return self.codebook[self.index]
+
+
+def quantize_layer(name: str, weight: np.ndarray, mask: np.ndarray, bits: int,
+                   init: str, seed: int) -> LayerQuant:
+    """Cluster the surviving weights of one layer into ``2**bits - 1`` centroids."""
+    k = (1 << bits) - 1
+    survivors = weight[mask]
+    index = np.zeros(weight.shape, dtype=np.int64)
+    codebook = np.zeros(k + 1, dtype=np.float32)
+    if survivors.size:
+        c, labels = kmeans_1d(survivors, k, init, seed)
+        codebook[1:] = c
+        index[mask] = labels + 1
+    return LayerQuant(name, codebook, index, bits, codebook.copy())
+
+
+class TiedModel(nn.Module):
+    """Runs ``model`` with each compressible weight replaced by ``codebook[index]``.
+
+    Only the free centroids (entries 1..) and the other parameters (biases) are
+    trainable; pruned weights and fillers stay exactly zero by construction.
+    """
+
+    def __init__(self, model: nn.Module, quants: list[LayerQuant]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = [q.name for q in quants]
+        self.centroids = nn.ParameterList(
+            nn.Parameter(torch.from_numpy(q.codebook[1:].copy())) for q in quants
+        )
+        for i, q in enumerate(quants):
+            self.register_buffer(f"index{i}", torch.from_numpy(q.index))
+
+    def tied_weights(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, name in enumerate(self.names):
+            table = torch.cat([torch.zeros(1), self.centroids[i]])
+            out[f"{name}.weight"] = table[getattr(self, f"index{i}")]
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, self.tied_weights(), (x,))
+
+    def trainable(self) -> list[nn.Parameter]:
+        tied = {f"{n}.weight" for n in self.names}
+        rest = [p for n, p in self.model.named_parameters() if n not in tied]
+        return list(self.centroids) + rest
+
+    def codebooks(self) -> list[np.ndarray]:
+        return [np.concatenate([[0.0], c.detach().numpy()]).astype(np.float32) for c in self.centroids]
+
+
+def quantize_model(model: nn.Module, bits: list[int], init: str, seed: int) -> list[LayerQuant]:
+    """k-means each compressible layer over its non-zero weights (zeros are pruned)."""
+    quants = []
+    for (name, m), b in zip(compressible_layers(model), bits, strict=True):
+        w = m.weight.detach().numpy().astype(np.float32)
+        quants.append(quantize_layer(name, w, w != 0, b, init, seed))
+    return quants
+
+
+def finetune(model: nn.Module, quants: list[LayerQuant], data: Split, cfg: FitConfig,
+             seed: int) -> list[LayerQuant]:
+    """Trained quantization: fine-tune centroids and biases, then write the tied weights back.
+
+    Biases and centroids are rounded to float16 at the end, because that is
+    what the ``.dcz`` stores: the model in memory is then exactly the file.
+    """
+    tied = TiedModel(model, quants)
+    fit(tied, data, cfg, seed=seed, params=tied.trainable(), hooks=Hooks(), desc="quantize")
+    with torch.no_grad():
+        for q, cb in zip(quants, tied.codebooks(), strict=True):
+            q.codebook = cb.astype(np.float16).astype(np.float32)
+        round_to_storage(model, quants)
+    return quants
+
+
+def round_to_storage(model: nn.Module, quants: list[LayerQuant]) -> None:
+    """Load ``codebook[index]`` into the model and round its biases to float16."""
+    layers = dict(compressible_layers(model))
+    with torch.no_grad():
+        for q in quants:
+            m = layers[q.name]
+            m.weight.copy_(torch.from_numpy(q.weight()))
+            if m.bias is not None:
+                m.bias.copy_(m.bias.half().float())

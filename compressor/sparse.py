@@ -1,0 +1,66 @@
+"""Relative (run-length) position coding with filler zeros, as in Deep Compression.
+
+A sparse vector is stored as entries ``(z, w)``: skip ``z`` zeros, then a
+weight with codebook index ``w``. ``z`` has ``zbits`` bits, so a gap longer
+than ``2**zbits - 1`` is bridged with *filler* entries ``(2**zbits - 1, 0)``:
+weight index 0 is the exact zero, so a filler advances the position by
+``2**zbits`` and adds nothing. The same rule serves the ``.dcz`` (one group:
+the whole flattened layer) and the ROM (one group per column per PE).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def relative_encode(
+    positions: np.ndarray, windex: np.ndarray, group_start: np.ndarray, zbits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries ``(z, w)`` for non-zeros at ``positions`` (ascending within each group).
+
+    ``group_start[i]`` is True where entry ``i`` is the first of its group; the
+    position counter restarts at -1 there. Returns ``z`` and ``w`` arrays that
+    include filler entries, and ``run_start``: the output index where each
+    input entry's run (its fillers, then itself) begins, which locates group
+    boundaries in the output. Vectorised: no loop over entries.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    windex = np.asarray(windex, dtype=np.int64)
+    if positions.size == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    if np.any(windex == 0):
+        raise ValueError("weight index 0 is reserved for the zero/filler weight")
+    span = 1 << zbits
+    prev = np.empty_like(positions)
+    prev[0] = -1
+    prev[1:] = positions[:-1]
+    prev[np.asarray(group_start, dtype=bool)] = -1
+    gap = positions - prev - 1
+    if np.any(gap < 0):
+        raise ValueError("positions must be strictly increasing within a group")
+    fillers = gap // span
+    per = fillers + 1
+    last = np.cumsum(per) - 1  # index of each real entry in the output
+    z = np.full(int(per.sum()), span - 1, dtype=np.int64)
+    w = np.zeros(z.size, dtype=np.int64)
+    z[last] = gap % span
+    w[last] = windex
+    return z, w, last - fillers
+
+
+def relative_decode(
+    z: np.ndarray, w: np.ndarray, group_start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`relative_encode`: positions and indices of the real entries."""
+    z = np.asarray(z, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    step = z + 1
+    pos = np.cumsum(step) - 1
+    if group_start is not None and z.size:
+        # restart the running position at each group: subtract the group's base
+        gs = np.asarray(group_start, dtype=bool)
+        base = np.where(gs, pos - step + 1, 0)
+        pos = pos - np.maximum.accumulate(np.where(gs, base, 0))
+    keep = w != 0
+    return pos[keep], w[keep]
