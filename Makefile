@@ -1,0 +1,42 @@
+# deepcomp: `make demo` and `make test` are all a fresh clone needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= out/demo
+MNIST  ?=
+
+ifeq ($(MNIST),)
+  DATA  := --dataset digits
+  TRAIN := --epochs 30
+  PRUNE := --density 0.3,0.3,0.6 --prune-epochs 5 --final-epochs 10 --finetune-epochs 10
+else
+  DATA  := --dataset mnist --data-dir $(MNIST)
+  TRAIN := --arch lenet300 --epochs 20 --augment 2
+  PRUNE := --density 0.06,0.08,0.25 --augment 2
+endif
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/deepcomp train $(DATA) $(TRAIN) -o $(OUT)/dense.pt
+	$(BIN)/deepcomp compress $(OUT)/dense.pt $(DATA) $(PRUNE) -o $(OUT)/model.dcz
+	$(BIN)/deepcomp eval $(OUT)/model.dcz $(DATA)
+	$(BIN)/deepcomp stats $(OUT)/model.dcz
+	$(BIN)/deepcomp plot $(OUT)/model.dcz -o $(OUT)/plots
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) out build sim_build .pytest_cache

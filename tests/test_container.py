@@ -1,0 +1,75 @@
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from compressor.container import decode, encode
+from compressor.errors import DeepcompError, FormatError
+from tests.conftest import random_mlp, random_record
+
+
+def test_roundtrip_reproduces_quantized_weights_exactly(rng):
+    cm = random_mlp(rng)
+    back = decode(encode(cm))
+    assert back.arch == cm.arch
+    for a, b in zip(cm.layers, back.layers, strict=True):
+        np.testing.assert_array_equal(a.index, b.index)
+        np.testing.assert_array_equal(a.weight(), b.weight())
+        np.testing.assert_array_equal(a.bias, b.bias)
+
+
+def test_roundtrip_extreme_structure(rng):
+    from compressor.container import CompressedModel
+
+    empty = random_record(rng, 8, 40, 0.0, name="empty")
+    full = random_record(rng, 8, 40, 1.0, name="full", bias=False)
+    lone = random_record(rng, 300, 50, 0.0, zbits=2, name="lone")
+    lone.index[299, 49] = 5  # one weight after a gap far beyond 2**zbits
+    conv = random_record(rng, 20, 25, 0.6, wbits=8, zbits=5, name="conv")
+    conv.kind, conv.shape = "conv", (20, 1, 5, 5)
+    conv.index = conv.index.reshape(conv.shape)
+    cm = CompressedModel("custom", [empty, full, lone, conv])
+    back = decode(encode(cm))
+    for a, b in zip(cm.layers, back.layers, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a.index, b.index)
+    assert back.layers[1].bias is None
+
+
+def test_model_module_matches(rng):
+    import torch
+
+    from compressor.train import to_tensor
+
+    cm = random_mlp(rng)
+    model = decode(encode(cm)).to_module()
+    x = rng.integers(0, 255, (3, 1, 8, 8)).astype(np.uint8)
+    h = to_tensor(x).flatten(1).double().numpy()
+    for i, rec in enumerate(cm.layers):
+        h = h @ rec.weight().T.astype(np.float64) + rec.bias
+        if i < len(cm.layers) - 1:
+            h = np.maximum(h, 0)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(to_tensor(x)).double().numpy(), h, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_magic_version_crc_truncation(rng):
+    data = encode(random_mlp(rng))
+    with pytest.raises(DeepcompError, match="bad magic"):
+        decode(b"PK\x03\x04" + data[4:], "x.dcz")
+    with pytest.raises(DeepcompError, match="version 9"):
+        decode(data[:4] + b"\x09" + data[5:], "x.dcz")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    with pytest.raises(FormatError, match="x.dcz: CRC32 mismatch"):
+        decode(bytes(flipped), "x.dcz")
+    with pytest.raises(FormatError, match="x.dcz"):
+        decode(data[: len(data) // 3], "x.dcz")
+
+
+def test_consistent_crc_but_lying_body_is_rejected(rng):
+    data = bytearray(encode(random_mlp(rng))[:-4])
+    body = bytes(data[:-7])  # drop the end of the last stream, re-seal with a valid CRC
+    with pytest.raises(FormatError, match="x.dcz"):
+        decode(body + struct.pack("<I", zlib.crc32(body)), "x.dcz")
