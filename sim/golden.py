@@ -1,0 +1,164 @@
+"""Golden model of the accelerator: the specification the RTL is checked against.
+
+``decode_rom`` reads the Huffman streams the way the hardware does — per PE,
+per column segment, MSB-first, with the ``limit``/``offset`` tables — but
+advances all (column, PE) segments of a layer in lock-step with numpy, so
+decoding costs one numpy step per entry of the *longest* segment rather than
+a Python step per symbol. Any inconsistency (invalid code, a code crossing a
+column end, a row past the PE's rows) raises FormatError, and every loop is
+bounded by the segment lengths, so corrupt input cannot hang it.
+
+``infer`` runs the integer network (compressor.fixedpoint); ``cycles`` is the
+cycle model of the RTL's schedule (docs/arithmetic.md, "Cycle model").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compressor.errors import FormatError
+from compressor.fixedpoint import IntLayer, run_int
+from compressor.rom import RomImage, RomLayer
+from compressor.sparse import relative_decode
+
+
+@dataclass
+class DecodedLayer:
+    int_layer: IntLayer
+    entries: np.ndarray  # (cols, N) entries per column segment, fillers included
+
+
+def _windows(bits: np.ndarray, max_len: int) -> np.ndarray:
+    """For every bit position, the next ``max_len`` bits as an integer (zeros past the end)."""
+    pad = np.concatenate([bits.astype(np.int64), np.zeros(max_len, dtype=np.int64)])
+    win = np.zeros(bits.size + 1, dtype=np.int64)
+    for k in range(max_len):
+        win = (win << 1) | pad[k : k + bits.size + 1]
+    return win
+
+
+def decode_layer(rom: RomImage, li: int, path: str = "<rom>") -> DecodedLayer:
+    layer: RomLayer = rom.layers[li]
+    n, max_len = rom.n_pes, rom.max_len
+    regions = [np.unpackbits(np.frombuffer(s, dtype=np.uint8)) for s in rom.streams]
+    base = np.cumsum([0] + [r.size for r in regions])[:-1]
+    bits = np.concatenate(regions) if regions else np.zeros(0, np.uint8)
+    win = _windows(bits, max_len)
+    # length of the code that would start at each bit position (max_len + 1 = invalid)
+    length = np.searchsorted(layer.limit, win, side="right") + 1
+    valid = length <= max_len
+    ln = np.minimum(length, max_len)
+    idx = ((win >> (max_len - ln)) + layer.offset[ln - 1]) % (1 << 16)
+    start = (layer.ptr[:-1] + base[None, :]).ravel()  # segment (col, pe) in col-major order
+    end = (layer.ptr[1:] + base[None, :]).ravel()
+    pos = start.copy()
+    seg_entries = np.zeros(start.size, dtype=np.int64)
+    seg_ids, positions = [], []
+    live = np.flatnonzero(pos < end)
+    guard = int((end - start).max(initial=0)) + 1  # every code is at least 1 bit long
+    while live.size:
+        guard -= 1
+        p = pos[live]
+        if guard < 0 or not valid[p].all():
+            raise FormatError(f"{path}: layer {li}: invalid Huffman code in a PE stream")
+        if np.any(idx[p] >= layer.symbols.size):
+            raise FormatError(f"{path}: layer {li}: Huffman table index out of range")
+        seg_ids.append(live)
+        positions.append(p)
+        seg_entries[live] += 1
+        pos[live] = p + ln[p]
+        if np.any(pos[live] > end[live]):
+            raise FormatError(f"{path}: layer {li}: a Huffman code crosses a column end")
+        live = live[pos[live] < end[live]]
+    if seg_ids:
+        seg = np.concatenate(seg_ids)
+        at = np.concatenate(positions)
+        order = np.lexsort((at, seg))  # entries of each segment in stream order
+        seg, at = seg[order], at[order]
+        sym = layer.symbols[idx[at]]
+    else:
+        seg = sym = np.zeros(0, dtype=np.int64)
+    z, w = sym >> layer.wbits, sym & ((1 << layer.wbits) - 1)
+    first = np.ones(seg.size, dtype=bool)
+    first[1:] = seg[1:] != seg[:-1]
+    local, widx = relative_decode(z, w, first)
+    real_seg = seg[w != 0]
+    col, pe = real_seg // n, real_seg % n
+    row = local * n + pe
+    if np.any(row >= layer.rows):
+        raise FormatError(f"{path}: layer {li}: a relative index runs past the layer's {layer.rows} rows")
+    if np.any(widx >= layer.codebook.size):
+        raise FormatError(f"{path}: layer {li}: weight index outside the codebook")
+    index = np.zeros((layer.rows, layer.cols), dtype=np.int64)
+    index[row, col] = widx
+    il = IntLayer(index, layer.codebook, layer.bias, layer.relu, layer.mult, layer.shift,
+                  layer.wbits, layer.zbits)
+    return DecodedLayer(il, seg_entries.reshape(layer.cols, n))
+
+
+def decode_rom(rom: RomImage, path: str = "<rom>") -> list[DecodedLayer]:
+    return [decode_layer(rom, li, path) for li in range(len(rom.layers))]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Constants of the RTL schedule (docs/arithmetic.md, "Cycle model")."""
+
+    fifo_depth: int = 8  # per-PE activation FIFO
+    setup: int = 4  # per layer: descriptor fetch before the first scan slot
+    issue_latency: int = 2  # broadcast -> earliest PE start
+    drain: int = 3  # last entry -> accumulator written (decode, lookup, MAC)
+    requant_latency: int = 3  # hidden layers: pipeline of bias + requantize + write
+
+
+def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
+                 timing: Timing) -> tuple[int, int]:
+    """(cycles, ideal cycles) of one layer for one input vector ``acts``.
+
+    The broadcaster scans the activations in groups of N (one bank per PE),
+    one group per cycle, issuing a group's non-zeros one per cycle (leading
+    non-zero detection); an issue waits for room in every PE's FIFO. A PE
+    spends ``max(entries, 1)`` cycles on each column it pops.
+    """
+    n = entries.shape[1]
+    nz = np.flatnonzero(acts)
+    ideal = int(entries[nz].max(axis=1, initial=0).sum()) if nz.size else 0
+    groups = -(-acts.size // n)
+    per_group = np.bincount(nz // n, minlength=groups)
+    t = timing.setup
+    d = timing.fifo_depth
+    starts = np.zeros((nz.size, n), dtype=np.int64)
+    end = np.zeros(n, dtype=np.int64)
+    k = 0
+    cost = np.maximum(entries[nz], 1)
+    # empty groups before each non-zero cost one scan cycle each
+    empty_before = np.cumsum(per_group == 0)[nz // n]
+    prev_empty = 0
+    for k in range(nz.size):
+        t += int(empty_before[k] - prev_empty)
+        prev_empty = int(empty_before[k])
+        b = t if k < d else max(t, int(starts[k - d].max()) + 1)
+        s = np.maximum(b + timing.issue_latency, end)
+        starts[k] = s
+        end = s + cost[k]
+        t = b + 1
+    t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
+    done = max(t, int(end.max(initial=0)) + timing.drain)
+    tail = -(-rows // n) + timing.requant_latency if relu else rows
+    return done + tail, ideal
+
+
+def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing()) -> dict:
+    """Integer inference and cycle counts for a batch of uint8 input vectors."""
+    acts = np.asarray(acts, dtype=np.int64).reshape(len(acts), -1)
+    logits, inputs = run_int([d.int_layer for d in layers], acts)
+    cycles = np.zeros(len(acts), dtype=np.int64)
+    ideal = np.zeros(len(acts), dtype=np.int64)
+    for li, d in enumerate(layers):
+        for i in range(len(acts)):
+            c, idl = layer_cycles(inputs[li][i], d.entries, d.int_layer.rows, d.int_layer.relu, timing)
+            cycles[i] += c
+            ideal[i] += idl
+    return {"logits": logits, "pred": logits.argmax(axis=1), "cycles": cycles, "ideal": ideal}
