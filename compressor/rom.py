@@ -120,6 +120,9 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
     for a, b in zip(layers[:-1], layers[1:], strict=False):
         if a.rows != b.cols:
             raise DeepcompError(f"layer shapes do not chain ({a.rows} outputs feed {b.cols} inputs)")
+    for li, layer in enumerate(layers):
+        if layer.bias.shape != (layer.rows,) or layer.codebook.shape != (1 << layer.wbits,):
+            raise DeepcompError(f"layer {li}: bias or codebook size does not match the layer")
     bits_per_pe = np.zeros(n_pes, dtype=np.int64)
     pe_bits: list[list] = [[] for _ in range(n_pes)]
     per_layer = []

@@ -1,0 +1,148 @@
+"""ROM image and golden model: round trips, extreme sparsity structure, cycle model, fuzzing."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compressor.errors import FormatError
+from compressor.fixedpoint import IntLayer, requantize, run_int
+from compressor.rom import build, from_readmemh, parse, to_readmemh
+from sim.golden import Timing, decode_rom, infer, layer_cycles
+
+
+def int_layer(rng, rows, cols, density, wbits=5, zbits=4, relu=True):
+    index = np.where(rng.random((rows, cols)) < density, rng.integers(1, 1 << wbits, (rows, cols)), 0)
+    codebook = np.concatenate([[0], rng.integers(-2000, 2000, (1 << wbits) - 1)])
+    return IntLayer(index.astype(np.int64), codebook, rng.integers(-5000, 5000, rows), relu,
+                    mult=int(rng.integers(1 << 15, 1 << 16)), shift=24, wbits=wbits, zbits=zbits)
+
+
+def extreme_net(rng):
+    """Empty columns, one PE holding everything, gaps far beyond 2**zbits, an empty layer row."""
+    a = int_layer(rng, 40, 64, 0.2)
+    a.index[:, 5:9] = 0  # empty columns
+    b = int_layer(rng, 33, 40, 0.0, zbits=2)
+    b.index[np.arange(0, 33, 8), :] = 7  # rows 0, 8, 16, 24, 32: all in PE 0 for N = 8 / 4 / 2 / 1
+    b.index[32, 3] = 0
+    c = int_layer(rng, 10, 33, 0.0, relu=False)
+    c.index[9, 32] = 3  # a single weight after a gap of 9 * 33 positions
+    c.index[0, 0] = 1
+    return [a, b, c]
+
+
+def reference(layers, x):
+    """Plain dense integer reference, independent of the ROM and the decoder."""
+    a = x.astype(np.int64)
+    for layer in layers:
+        acc = a @ layer.weights().T + layer.bias
+        a = requantize(acc, layer.mult, layer.shift) if layer.relu else acc
+    return a
+
+
+@pytest.mark.parametrize("n_pes", [1, 2, 3, 4, 8, 16])
+def test_golden_matches_reference_on_extreme_layers(rng, n_pes):
+    layers = extreme_net(rng)
+    image = build(layers, n_pes, max_len=10)
+    rom = parse(image, "t.rom")
+    dec = decode_rom(rom)
+    for d, orig in zip(dec, layers, strict=True):
+        np.testing.assert_array_equal(d.int_layer.index, orig.index)
+        np.testing.assert_array_equal(d.int_layer.codebook, orig.codebook)
+    x = rng.integers(0, 256, (20, 64))
+    x[0] = 0  # all-zero input
+    x[1] = 255  # all non-zero
+    res = infer(dec, x)
+    np.testing.assert_array_equal(res["logits"], reference(layers, x))
+    assert np.all(res["cycles"] >= 1) and np.all(res["ideal"] >= 0)
+
+
+def test_entry_counts_include_fillers(rng):
+    layer = int_layer(rng, 20, 2, 0.0, zbits=2)
+    layer.index[17, 1] = 1  # PE 0 of 1: gap 17 = 4 fillers of 4 + z=1
+    d = decode_rom(parse(build([layer], 1)))[0]
+    assert d.entries[:, 0].tolist() == [0, 5]
+    d2 = decode_rom(parse(build([layer], 2)))[0]  # local row 8 in PE 1: 2 fillers + z=0
+    assert d2.entries.tolist() == [[0, 0], [0, 3]]
+
+
+def test_cycle_model_hand_computed():
+    t = Timing(fifo_depth=2, setup=4, issue_latency=2, drain=3, requant_latency=3)
+    entries = np.array([[3, 1], [0, 0], [2, 5], [1, 1]])  # 4 columns x 2 PEs
+    acts = np.array([7, 0, 9, 4])
+    # groups of N=2: g0 = {0 nz, 1 zero} -> 1 issue; g1 = {2, 3} -> 2 issues
+    # issue k=0 at t=4: PE0 [6, 9), PE1 [6, 7)
+    # issue k=1 (col 2) at t=5: PE0 [9, 11), PE1 [7, 12)
+    # issue k=2 (col 3) at t=6 but FIFO depth 2: wait until column 0 started (6) -> t=7:
+    #   PE0 [11, 12), PE1 [12, 13); done = 13 + drain 3 = 16; requant ceil(5/2) + 3 = 6 -> 22
+    cycles, ideal = layer_cycles(acts, entries, rows=5, relu=True, timing=t)
+    assert ideal == 3 + 5 + 1
+    assert cycles == 22
+    # all-zero input: setup, scan 2 empty groups, nothing to drain, requant
+    assert layer_cycles(np.zeros(4, int), entries, 5, True, t) == (4 + 2 + 6, 0)
+    # final layer: one readout cycle per row instead of requantization
+    assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5
+
+
+def test_hex_and_mem_parse_back_to_same_bytes(rng, tmp_path):
+    from compressor.rom import load, save
+
+    image = build(extreme_net(rng), 4)
+    for fmt in ("bin", "hex", "mem"):
+        save(image, tmp_path / f"m.{fmt}", fmt)
+        if fmt != "bin":
+            assert from_readmemh((tmp_path / f"m.{fmt}").read_bytes()) == image
+        rom = load(tmp_path / f"m.{fmt}")
+        assert rom.n_pes == 4 and len(rom.layers) == 3
+    # $readmemh needs plain hex words; mem lines are 8 digits (32-bit little-endian words)
+    lines = (tmp_path / "m.mem").read_text().splitlines()[1:]
+    assert all(len(x) == 8 for x in lines)
+    assert int(lines[0], 16).to_bytes(4, "little") == image[:4]
+    assert to_readmemh(image, 1).decode().splitlines()[1] == f"{image[0]:02x}"
+
+
+def test_rom_rejects_bad_magic_version_crc(rng):
+    image = build(extreme_net(rng), 2)
+    with pytest.raises(FormatError, match="bad magic"):
+        parse(b"XXXX" + image[4:], "m.rom")
+    with pytest.raises(FormatError, match="version"):
+        parse(image[:4] + b"\x07" + image[5:], "m.rom")
+    with pytest.raises(FormatError, match="m.rom: CRC32"):
+        parse(image[:-10] + bytes([image[-10] ^ 1]) + image[-9:], "m.rom")
+
+
+def _reseal(body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+FUZZ_IMAGE = build(extreme_net(np.random.default_rng(7)), 3, max_len=9)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_truncated_and_bitflipped_images(data):
+    """Damaged images (CRC re-sealed, so the parser and decoder see the damage) fail cleanly."""
+    body = bytearray(FUZZ_IMAGE[:-4])
+    kind = data.draw(st.sampled_from(["flip", "truncate", "bytes"]))
+    if kind == "truncate":
+        body = body[: data.draw(st.integers(0, len(body) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(body) - 1))
+            body[i] = body[i] ^ (1 << data.draw(st.integers(0, 7))) if kind == "flip" \
+                else data.draw(st.integers(0, 255))
+    try:
+        rom = parse(_reseal(bytes(body)), "fuzz.rom")
+        layers = decode_rom(rom, "fuzz.rom")
+        infer(layers, np.full((1, rom.input_size), 3))
+    except FormatError as e:
+        assert "fuzz.rom" in str(e)
+
+
+def test_run_int_argmax_ties_pick_lowest():
+    layer = IntLayer(np.ones((3, 2), dtype=np.int64), np.array([0, 1]), np.zeros(3, dtype=np.int64), False)
+    logits, _ = run_int([layer], np.array([[1, 2]]))
+    assert logits.argmax(axis=1).tolist() == [0]
