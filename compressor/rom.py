@@ -16,7 +16,7 @@ j ends where j + 1 starts). Byte-by-byte layout: docs/format.md.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,8 @@ class RomImage:
     flags: int
     layers: list[RomLayer]
     streams: list[bytes]  # one bit region per PE, all layers concatenated
-    sections: dict[str, int] = field(default_factory=dict)  # bytes per section (for reports)
+    ptr_bytes: int = 4
+    total_bytes: int = 0
 
     @property
     def signed_input(self) -> bool:
@@ -154,9 +155,6 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
     if ptr_bytes > 4:
         raise DeepcompError("a PE's stream exceeds 2**32 bits")
 
-    sections = {"header": HEADER.size, "descriptors": DESC.size * len(layers),
-                "regions": 8 * n_pes, "codebooks": 0, "tables": 0, "symbols": 0,
-                "biases": 0, "pointers": 0, "streams": sum(len(r) for r in regions), "crc": 4}
     body = bytearray()
     base = HEADER.size + DESC.size * len(layers) + 8 * n_pes
     descs = []
@@ -175,7 +173,6 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
             offs[key] = base + len(body)
             body += raw
             body += b"\0" * (-len(body) % 4)
-            sections[key] += len(raw)
         descs.append(DESC.pack(layer.rows, layer.cols, layer.wbits, layer.zbits, int(layer.relu),
                                layer.shift, layer.mult, offs["codebooks"], offs["tables"],
                                offs["symbols"], offs["biases"], offs["pointers"],
@@ -191,7 +188,6 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
                          layers[-1].rows, ptr_bytes, acc_bits, cb_bits, flags,
                          HEADER.size, stream_offset, total, 0)
     image = header + b"".join(descs) + bytes(region_table) + bytes(body) + b"".join(regions)
-    sections["padding"] = len(image) + 4 - sum(sections.values())
     image += struct.pack("<I", _crc(image))
     return image
 
@@ -274,7 +270,33 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
                                limit, offset, symbols, bias, ptr))
     if layers[0].cols != in_size or layers[-1].rows != n_cls:
         r.fail("header geometry disagrees with the layer descriptors")
-    return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams)
+    return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams,
+                    ptr_bytes, total)
+
+
+def section_sizes(rom: RomImage) -> dict[str, int]:
+    """Bytes of each kind of content (alignment padding reported separately)."""
+    ls = rom.layers
+    sizes = {
+        "header+descriptors": HEADER.size + DESC.size * len(ls) + 8 * rom.n_pes,
+        "codebooks": sum(2 * ly.codebook.size for ly in ls),
+        "huffman_tables": sum(8 * rom.max_len + 2 * ly.symbols.size for ly in ls),
+        "biases": sum(4 * ly.rows for ly in ls),
+        "pointers": sum(ly.ptr.size * rom.ptr_bytes for ly in ls),
+        "streams": sum(len(s) for s in rom.streams),
+        "crc": 4,
+    }
+    sizes["padding"] = rom.total_bytes - sum(sizes.values())
+    return sizes
+
+
+def column_length_bytes(rom: RomImage) -> int:
+    """What per-column bit *lengths* (the alternative to pointers) would cost, fixed width per layer."""
+    total = 0
+    for ly in rom.layers:
+        seg = np.diff(ly.ptr, axis=0)
+        total += seg.size * int(seg.max(initial=0)).bit_length()
+    return (total + 7) // 8
 
 
 def save(image: bytes, path: str | Path, fmt: str = "bin") -> None:
