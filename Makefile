@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 MNIST  ?=
+PES    ?= 4
 
 ifeq ($(MNIST),)
   DATA  := --dataset digits
@@ -31,6 +32,8 @@ demo: $(STAMP)
 	$(BIN)/deepcomp eval $(OUT)/model.dcz $(DATA)
 	$(BIN)/deepcomp stats $(OUT)/model.dcz
 	$(BIN)/deepcomp plot $(OUT)/model.dcz -o $(OUT)/plots
+	$(BIN)/deepcomp rom $(OUT)/model.dcz --pes $(PES) $(DATA) -o $(OUT)/model.rom
+	$(BIN)/deepcomp golden $(OUT)/model.rom $(DATA)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

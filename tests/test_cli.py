@@ -117,3 +117,28 @@ def test_mnist_loader_reads_real_files():
     d = load_mnist(mnist_or_skip())
     assert d.train.images.shape == (60000, 1, 28, 28) and d.test.labels.shape == (10000,)
     assert np.bincount(d.test.labels).min() > 800
+
+
+@pytest.mark.parametrize("fmt", ["bin", "mem"])
+def test_rom_and_golden_commands(cli, dcz, tmp_path, fmt):
+    rom = tmp_path / f"model.{fmt}"
+    code, out, err = cli("rom", dcz, "--pes", "4", "-o", rom, "--format", fmt)
+    assert code == 0, err
+    code, out, err = cli("golden", rom, "--dataset", "digits", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["images"] == 360 and len(res["predictions"]) == 360
+    assert res["cycles"] > 0 and 0 < res["ideal_cycles"] and 0.3 < res["utilisation"] < 2
+    # the integer network stays close to the float quantized model it came from
+    _, out, _ = cli("eval", dcz, "--json")
+    assert abs(res["error"] - json.loads(out)["error"]) <= 0.02
+
+
+def test_golden_rejects_damaged_rom(cli, dcz, tmp_path):
+    rom = tmp_path / "m.rom"
+    assert cli("rom", dcz, "--pes", "2", "-o", rom)[0] == 0
+    data = bytearray(rom.read_bytes())
+    data[len(data) // 2] ^= 4
+    rom.write_bytes(bytes(data))
+    code, out, err = cli("golden", rom, "--dataset", "digits")
+    assert code == 2 and out == "" and "m.rom: CRC32 mismatch" in err and err.count("\n") == 1
