@@ -37,7 +37,7 @@ def main() -> None:
     data = load_dataset("mnist", args.data_dir)
     x = data.test.images.reshape(len(data.test), -1)
     float_err = error_rate(cm.to_module(), data.test)
-    layers = int_layers_for(cm, "mnist", args.data_dir, 5000, 99.99)
+    layers, _ = int_layers_for(cm, "mnist", args.data_dir, 5000, 99.99)
     bound = max(layer.acc_bound() for layer in layers)
     rows = []
     for n in [int(v) for v in args.pes.split(",")]:

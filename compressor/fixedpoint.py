@@ -89,15 +89,16 @@ def run_int(layers: list[IntLayer], acts: np.ndarray) -> tuple[np.ndarray, list[
 
 def to_int_layers(float_layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]],
                   calib_inputs: np.ndarray, cb_bits: int = 16, acc_bits: int = 32,
-                  percentile: float = 99.99) -> list[IntLayer]:
+                  percentile: float = 99.99, input_scale: float = 1.0 / ACT_MAX) -> list[IntLayer]:
     """Scale a float quantized MLP to integers, calibrating activation scales on ``calib_inputs``.
 
     ``float_layers``: per layer ``(index (R, C), codebook float (2**wbits,), bias float (R,),
-    wbits, zbits)``. ``calib_inputs``: uint8 ``(n, C0)``. Activation scales are set by the
+    wbits, zbits)``. ``calib_inputs``: integer layer-0 inputs ``(n, C0)`` (uint8 pixels, or
+    int8 features from :func:`quantize_features`) whose step is worth ``input_scale``. Activation scales are set by the
     ``percentile`` of each hidden layer's float ReLU output on the integer network's own
     inputs, so rounding errors of earlier layers are already included when a later scale is chosen.
     """
-    s_in = 1.0 / ACT_MAX
+    s_in = input_scale
     a = np.asarray(calib_inputs, dtype=np.int64)
     out: list[IntLayer] = []
     qmax = (1 << (cb_bits - 1)) - 1
@@ -123,3 +124,14 @@ def to_int_layers(float_layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, i
             s_in = s_out
         out.append(layer)
     return out
+
+
+def feature_scale(features: np.ndarray, percentile: float = 99.99) -> float:
+    """Step of signed int8 inputs covering the ``percentile`` of ``|features|`` (host-computed)."""
+    top = float(np.percentile(np.abs(features), percentile)) if features.size else 0.0
+    return (top or 1.0) / 127
+
+
+def quantize_features(features: np.ndarray, scale: float) -> np.ndarray:
+    """Real features -> int8 inputs of the engine (round to nearest, saturate to +-127)."""
+    return np.clip(np.rint(np.asarray(features, dtype=np.float64) / scale), -127, 127).astype(np.int64)

@@ -49,10 +49,13 @@ class LeNet5(nn.Module):
         self.fc1 = nn.Linear(800, 500)
         self.fc2 = nn.Linear(500, 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional part (run on the host when the fc layers run on the engine)."""
         x = nn.functional.max_pool2d(self.conv1(x), 2)
-        x = nn.functional.max_pool2d(self.conv2(x), 2)
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+        return nn.functional.max_pool2d(self.conv2(x), 2).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(self.features(x))))
 
 
 def build(spec: str) -> nn.Module:

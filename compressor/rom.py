@@ -29,7 +29,7 @@ from .sparse import relative_encode
 
 MAGIC = b"DCRM"
 VERSION = 1
-HEADER = struct.Struct("<4sBBBBHHBBBBIIII")  # 32 bytes
+HEADER = struct.Struct("<4sBBBBHHBBBBIIIf")  # 32 bytes
 DESC = struct.Struct("<HHBBBBIIIIIIHH")  # 36 bytes
 TABLE_ENTRY = struct.Struct("<II")  # limit, offset for one code length
 MAX_PES = 64
@@ -69,6 +69,7 @@ class RomImage:
     streams: list[bytes]  # one bit region per PE, all layers concatenated
     ptr_bytes: int = 4
     total_bytes: int = 0
+    input_scale: float = 0.0  # real value of one input step; 0 = pixels (1/255)
 
     @property
     def signed_input(self) -> bool:
@@ -112,7 +113,7 @@ def interleave(index: np.ndarray, n_pes: int, zbits: int, wbits: int) -> tuple:
 
 
 def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 16,
-          acc_bits: int = 32, flags: int = 0) -> bytes:
+          acc_bits: int = 32, flags: int = 0, input_scale: float = 0.0) -> bytes:
     """Lay ``layers`` out for ``n_pes`` PEs; returns the image bytes (CRC32 last)."""
     if not 1 <= n_pes <= MAX_PES:
         raise DeepcompError(f"--pes {n_pes}: must be 1..{MAX_PES}")
@@ -186,7 +187,7 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
     total = stream_offset + off + 4
     header = HEADER.pack(MAGIC, VERSION, n_pes, len(layers), max_len, layers[0].cols,
                          layers[-1].rows, ptr_bytes, acc_bits, cb_bits, flags,
-                         HEADER.size, stream_offset, total, 0)
+                         HEADER.size, stream_offset, total, input_scale)
     image = header + b"".join(descs) + bytes(region_table) + bytes(body) + b"".join(regions)
     image += struct.pack("<I", _crc(image))
     return image
@@ -216,12 +217,13 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
         raise FormatError(f"{path}: unsupported ROM version {data[4]} (this reads {VERSION})")
     r = Reader(data, path)
     (_, _, n_pes, n_layers, max_len, in_size, n_cls, ptr_bytes, acc_bits, cb_bits, flags,
-     desc_off, stream_off, total, _) = HEADER.unpack(r.take(HEADER.size))
+     desc_off, stream_off, total, input_scale) = HEADER.unpack(r.take(HEADER.size))
     size = len(r.data)
     if total != len(data):
         r.fail(f"header says {total} bytes, file has {len(data)}")
     if not (1 <= n_pes <= MAX_PES and 1 <= max_len <= MAX_L and n_layers >= 1
-            and 2 <= ptr_bytes <= 4 and cb_bits in (8, 16) and 8 <= acc_bits <= 48):
+            and 2 <= ptr_bytes <= 4 and cb_bits in (8, 16) and 8 <= acc_bits <= 48
+            and flags <= FLAG_SIGNED_INPUT and np.isfinite(input_scale) and input_scale >= 0):
         r.fail("header fields out of range")
     if desc_off != HEADER.size or stream_off > size:
         r.fail("section offsets out of range")
@@ -271,7 +273,7 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
     if layers[0].cols != in_size or layers[-1].rows != n_cls:
         r.fail("header geometry disagrees with the layer descriptors")
     return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams,
-                    ptr_bytes, total)
+                    ptr_bytes, total, input_scale)
 
 
 def section_sizes(rom: RomImage) -> dict[str, int]:

@@ -11,31 +11,54 @@ from .cli import add_data_args, command, emit
 from .container import CompressedModel, load
 from .data import load_dataset
 from .errors import DeepcompError
-from .fixedpoint import IntLayer, to_int_layers
-from .rom import build, save
+from .fixedpoint import IntLayer, feature_scale, quantize_features, to_int_layers
+from .rom import FLAG_SIGNED_INPUT, build, save
 
 
 def float_layers(cm: CompressedModel) -> list[tuple]:
-    """The MLP's layers as (index, codebook, bias, wbits, zbits); conv nets are not (yet) lowered."""
-    conv = [r.name for r in cm.layers if r.kind != "linear"]
-    if conv:
-        raise DeepcompError(
-            f"{cm.arch}: layers {', '.join(conv)} are convolutions; the ROM holds fully connected "
-            "layers only (see docs/arithmetic.md, 'Convolutions')")
+    """The fully connected layers as (index, codebook, bias, wbits, zbits).
+
+    Convolutions must all come before the fully connected layers: they run on
+    the host (docs/arithmetic.md, "Convolutions") and are not part of the ROM.
+    """
+    kinds = [r.kind for r in cm.layers]
+    first_fc = kinds.index("linear") if "linear" in kinds else None
+    if first_fc is None or "conv" in kinds[first_fc:]:
+        raise DeepcompError(f"{cm.arch}: the ROM needs fully connected layers after any convolutions")
     return [(r.matrix_index, r.codebook, r.bias if r.bias is not None else np.zeros(r.shape[0]),
-             r.wbits, r.zbits) for r in cm.layers]
+             r.wbits, r.zbits) for r in cm.layers if r.kind == "linear"]
 
 
-def calibration_inputs(dataset: str, data_dir: Path | None, count: int, seed: int = 0) -> np.ndarray:
+def host_features(cm: CompressedModel, images: np.ndarray) -> np.ndarray | None:
+    """Real-valued inputs of the first fc layer for a conv net (None for an MLP: pixels go in)."""
+    if all(r.kind == "linear" for r in cm.layers):
+        return None
+    import torch
+
+    from .train import to_tensor
+
+    model = cm.to_module()
+    with torch.no_grad():
+        return np.concatenate([model.features(to_tensor(images[i:i + 1000])).numpy()
+                               for i in range(0, len(images), 1000)])
+
+
+def calibration_images(dataset: str, data_dir: Path | None, count: int, seed: int = 0) -> np.ndarray:
     data = load_dataset(dataset, data_dir)
-    pick = np.random.default_rng(seed).permutation(len(data.train))[:count]
-    return data.train.images[pick].reshape(len(pick), -1)
+    return data.train.images[np.random.default_rng(seed).permutation(len(data.train))[:count]]
 
 
 def int_layers_for(cm: CompressedModel, dataset: str, data_dir: Path | None,
-                   calib: int, percentile: float) -> list[IntLayer]:
-    return to_int_layers(float_layers(cm), calibration_inputs(dataset, data_dir, calib),
-                         percentile=percentile)
+                   calib: int, percentile: float) -> tuple[list[IntLayer], float]:
+    """Integer layers and the input scale (0 for pixels) of the ROM."""
+    images = calibration_images(dataset, data_dir, calib)
+    feats = host_features(cm, images)
+    if feats is None:
+        return to_int_layers(float_layers(cm), images.reshape(len(images), -1),
+                             percentile=percentile), 0.0
+    scale = feature_scale(feats, percentile)
+    return to_int_layers(float_layers(cm), quantize_features(feats, scale), percentile=percentile,
+                         input_scale=scale), scale
 
 
 def add_rom_args(p: argparse.ArgumentParser) -> None:
@@ -55,9 +78,10 @@ def run_rom(args: argparse.Namespace) -> int:
     from .commands import dataset_for_arch
 
     cm = load(args.model)
-    layers = int_layers_for(cm, args.dataset or dataset_for_arch(cm.arch), args.data_dir,
-                            args.calib_images, args.percentile)
-    image = build(layers, args.pes, args.max_code_len)
+    layers, scale = int_layers_for(cm, args.dataset or dataset_for_arch(cm.arch), args.data_dir,
+                                   args.calib_images, args.percentile)
+    image = build(layers, args.pes, args.max_code_len, flags=FLAG_SIGNED_INPUT if scale else 0,
+                  input_scale=scale)
     save(image, args.output, args.format)
     print(f"wrote {args.output}: {len(image)} bytes ROM for {args.pes} PEs "
           f"(.dcz {args.model.stat().st_size} bytes)")
@@ -68,10 +92,13 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("rom", type=Path, help="ROM image (bin, hex or mem)")
     add_data_args(p, default="mnist")
     p.add_argument("--images", type=int, help="first K test images (default: all)")
+    p.add_argument("--host", type=Path,
+                   help="for a ROM of a conv net's fc layers: the .dcz whose convolutions run on the host")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None) -> dict:
+def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
+               host: Path | None = None) -> dict:
     """Decode the ROM, run the integer network and the cycle model on test images."""
     from sim.golden import decode_rom, infer
 
@@ -80,8 +107,13 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     rom = load_rom(rom_path)
     layers = decode_rom(rom, str(rom_path))
     data = load_dataset(dataset, data_dir)
-    x = data.test.images.reshape(len(data.test), -1)[:images]
+    x = data.test.images[:images]
     y = data.test.labels[: len(x)]
+    if rom.signed_input:
+        if host is None:
+            raise DeepcompError(f"{rom_path}: holds the fc layers of a conv net; pass --host model.dcz")
+        x = quantize_features(host_features(load(host), x), rom.input_scale)
+    x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")
     res = infer(layers, x)
@@ -96,7 +128,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
 
 @command("golden", "run the bit-exact golden model of the hardware on a ROM image")(add_golden_args)
 def run_golden(args: argparse.Namespace) -> int:
-    res = golden_run(args.rom, args.dataset, args.data_dir, args.images)
+    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host)
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "
          f"{res['cycles']:.0f} cycles/inference (ideal {res['ideal_cycles']:.0f}, "
          f"utilisation {res['utilisation']:.3f}) with {res['pes']} PEs")
