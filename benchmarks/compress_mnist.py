@@ -43,13 +43,14 @@ SETTINGS = {
             prune=PruneConfig(density=[0.033, 0.05, 0.2], steps=8, epochs_per_step=6, final_epochs=40),
             retrain=FitConfig(lr=0.01, augment=2),
             finetune=FitConfig(epochs=15, lr=1e-4, optimizer="adam", weight_decay=0.0, augment=2),
-            bits=[5, 5, 5], zbits=[4, 4, 4])),
+            bits=[5, 5, 5], zbits="auto")),
     "lenet5": dict(
         dense=FitConfig(epochs=15, lr=0.05, augment=2),
         cfg=CompressConfig(
             prune=PruneConfig(density=[0.5, 0.08, 0.02, 0.1], steps=4, epochs_per_step=3, final_epochs=8),
             retrain=FitConfig(lr=0.01, augment=2),
-            finetune=FitConfig(epochs=4, lr=1e-4, optimizer="adam", weight_decay=0.0, augment=2))),
+            finetune=FitConfig(epochs=4, lr=1e-4, optimizer="adam", weight_decay=0.0, augment=2),
+            zbits="auto")),
 }
 
 

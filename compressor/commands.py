@@ -20,6 +20,10 @@ from .quantize import INITS
 from .train import FitConfig, error_rate, fit, seed_everything
 
 
+def zbits_arg(s: str) -> list[int] | str:
+    return "auto" if s == "auto" else ints(s)
+
+
 def dataset_for_arch(arch: str) -> str:
     return "digits" if input_size(arch) == 64 else "mnist"
 
@@ -68,7 +72,9 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=0.01, help="retraining learning rate")
     q = p.add_argument_group("quantization and coding")
     q.add_argument("--bits", type=ints, help="weight index bits per layer (default 8 conv, 5 fc)")
-    q.add_argument("--zbits", type=ints, help="relative index bits per layer (default 5 conv, 4 fc)")
+    q.add_argument("--zbits", type=zbits_arg,
+                   help="relative index bits per layer, or 'auto': the width that codes each layer smallest "
+                        "(default 5 conv, 4 fc)")
     q.add_argument("--init", choices=INITS, default="linear", help="centroid initialisation")
     q.add_argument("--finetune-epochs", type=int, default=4)
     q.add_argument("--finetune-lr", type=float, default=1e-4)

@@ -95,6 +95,21 @@ def layer_streams(rec: LayerRecord) -> LayerStreams:
     )
 
 
+def best_zbits(rec: LayerRecord, widths: range = range(1, 9)) -> int:
+    """The relative-index width that codes ``rec`` in the fewest bytes.
+
+    Wider indices need fewer filler entries but a longer code table (one nibble
+    per symbol); Huffman coding makes the trade-off layer-specific, so measure it.
+    """
+    from dataclasses import replace
+
+    def cost(z: int) -> int:
+        st = layer_streams(replace(rec, zbits=z))
+        return (st.wbits_total + 7) // 8 + (st.zbits_total + 7) // 8 + (1 << z) // 2
+
+    return min(widths, key=cost)
+
+
 @dataclass
 class CompressedModel:
     arch: str

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from .container import CompressedModel, LayerRecord
+from .container import CompressedModel, LayerRecord, best_zbits
 from .data import Dataset
 from .models import compressible_layers
 from .prune import PruneConfig, iterative_prune, per_layer
@@ -27,7 +27,7 @@ from .train import FitConfig, error_rate, seed_everything
 class CompressConfig:
     prune: PruneConfig = field(default_factory=lambda: PruneConfig(density=[0.08, 0.09, 0.26]))
     bits: list[int] | None = None  # per layer; default 8 for conv, 5 for fc
-    zbits: list[int] | None = None  # per layer; default 5 for conv, 4 for fc
+    zbits: list[int] | str | None = None  # per layer, or "auto"; default 5 for conv, 4 for fc
     init: str = "linear"
     retrain: FitConfig = field(default_factory=lambda: FitConfig(lr=0.01))
     finetune: FitConfig = field(default_factory=lambda: FitConfig(epochs=4, lr=1e-4, optimizer="adam", weight_decay=0.0))
@@ -45,7 +45,7 @@ def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) ->
     seed_everything(cfg.seed)
     layers = compressible_layers(model)
     bits = default_widths(layers, cfg.bits, 8, 5)
-    zbits = default_widths(layers, cfg.zbits, 5, 4)
+    zbits = default_widths(layers, None if cfg.zbits == "auto" else cfg.zbits, 5, 4)
     report: dict = {"arch": arch, "dataset": data.name, "stages": {}}
 
     def stage(name: str, t0: float) -> None:
@@ -78,6 +78,10 @@ def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) ->
             q.bits, zb,
             stride=m.stride[0] if conv else 1, padding=m.padding[0] if conv else 0,
         ))
+    if cfg.zbits == "auto":
+        for rec in records:
+            rec.zbits = best_zbits(rec)
+    report["zbits"] = [rec.zbits for rec in records]
     return CompressedModel(arch, records), report
 
 

@@ -73,3 +73,19 @@ def test_consistent_crc_but_lying_body_is_rejected(rng):
     body = bytes(data[:-7])  # drop the end of the last stream, re-seal with a valid CRC
     with pytest.raises(FormatError, match="x.dcz"):
         decode(body + struct.pack("<I", zlib.crc32(body)), "x.dcz")
+
+
+def test_best_zbits_is_the_smallest_encoding(rng):
+    from dataclasses import replace
+
+    from compressor.container import best_zbits, layer_streams
+
+    rec = random_record(rng, 300, 80, 0.03)  # gaps average ~33: wide indices pay off
+    best = best_zbits(rec)
+
+    def size(z):
+        st = layer_streams(replace(rec, zbits=z))
+        return (st.wbits_total + 7) // 8 + (st.zbits_total + 7) // 8 + (1 << z) // 2
+
+    assert all(size(best) <= size(z) for z in range(1, 9))
+    assert best > 4
