@@ -108,9 +108,10 @@ class Timing:
 
     fifo_depth: int = 8  # per-PE activation FIFO
     setup: int = 4  # per layer: descriptor fetch before the first scan slot
-    issue_latency: int = 2  # broadcast -> earliest PE start
-    drain: int = 3  # last entry -> accumulator written (decode, lookup, MAC)
-    requant_latency: int = 3  # hidden layers: pipeline of bias + requantize + write
+    issue_latency: int = 4  # broadcast -> earliest PE start (pointer read, queue, fetch, land)
+    drain: int = 3  # last decode -> accumulator written (symbol, codebook, multiply, add)
+    requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
+    readout_latency: int = 2  # last layer: idle detect + final argmax compare
 
 
 def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
@@ -146,7 +147,7 @@ def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
         t = b + 1
     t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
     done = max(t, int(end.max(initial=0)) + timing.drain)
-    tail = -(-rows // n) + timing.requant_latency if relu else rows
+    tail = -(-rows // n) + timing.requant_latency if relu else rows + timing.readout_latency
     return done + tail, ideal
 
 

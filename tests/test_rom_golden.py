@@ -9,26 +9,7 @@ from compressor.errors import FormatError
 from compressor.fixedpoint import IntLayer, requantize, run_int
 from compressor.rom import build, from_readmemh, parse, to_readmemh
 from sim.golden import Timing, decode_rom, infer, layer_cycles
-
-
-def int_layer(rng, rows, cols, density, wbits=5, zbits=4, relu=True):
-    index = np.where(rng.random((rows, cols)) < density, rng.integers(1, 1 << wbits, (rows, cols)), 0)
-    codebook = np.concatenate([[0], rng.integers(-2000, 2000, (1 << wbits) - 1)])
-    return IntLayer(index.astype(np.int64), codebook, rng.integers(-5000, 5000, rows), relu,
-                    mult=int(rng.integers(1 << 15, 1 << 16)), shift=24, wbits=wbits, zbits=zbits)
-
-
-def extreme_net(rng):
-    """Empty columns, one PE holding everything, gaps far beyond 2**zbits, an empty layer row."""
-    a = int_layer(rng, 40, 64, 0.2)
-    a.index[:, 5:9] = 0  # empty columns
-    b = int_layer(rng, 33, 40, 0.0, zbits=2)
-    b.index[np.arange(0, 33, 8), :] = 7  # rows 0, 8, 16, 24, 32: all in PE 0 for N = 8 / 4 / 2 / 1
-    b.index[32, 3] = 0
-    c = int_layer(rng, 10, 33, 0.0, relu=False)
-    c.index[9, 32] = 3  # a single weight after a gap of 9 * 33 positions
-    c.index[0, 0] = 1
-    return [a, b, c]
+from sim.testnets import extreme_net, int_layer  # noqa: F401  (also used by other tests)
 
 
 def reference(layers, x):
@@ -67,21 +48,23 @@ def test_entry_counts_include_fillers(rng):
 
 
 def test_cycle_model_hand_computed():
-    t = Timing(fifo_depth=2, setup=4, issue_latency=2, drain=3, requant_latency=3)
+    t = Timing(fifo_depth=2)  # the RTL's latencies (setup 4, issue 4, drain 3, requant 4, readout 2)
+    assert (t.setup, t.issue_latency, t.drain, t.requant_latency, t.readout_latency) == (4, 4, 3, 4, 2)
     entries = np.array([[3, 1], [0, 0], [2, 5], [1, 1]])  # 4 columns x 2 PEs
     acts = np.array([7, 0, 9, 4])
     # groups of N=2: g0 = {0 nz, 1 zero} -> 1 issue; g1 = {2, 3} -> 2 issues
-    # issue k=0 at t=4: PE0 [6, 9), PE1 [6, 7)
-    # issue k=1 (col 2) at t=5: PE0 [9, 11), PE1 [7, 12)
-    # issue k=2 (col 3) at t=6 but FIFO depth 2: wait until column 0 started (6) -> t=7:
-    #   PE0 [11, 12), PE1 [12, 13); done = 13 + drain 3 = 16; requant ceil(5/2) + 3 = 6 -> 22
+    # issue k=0 (col 0) at t=4: both PEs start at 4+4=8: PE0 [8, 11), PE1 [8, 9)
+    # issue k=1 (col 2) at t=5: PE0 max(9, 11) -> [11, 13), PE1 max(9, 9) -> [9, 14)
+    # issue k=2 (col 3) at t=6 but FIFO depth 2: wait for the cycle after column 0 started
+    #   in every PE (8 + 1) -> t=9: PE0 max(13, 13) -> [13, 14), PE1 max(13, 14) -> [14, 15)
+    # scan ends at 10; done = max(10, 15 + drain 3) = 18; requant ceil(5/2) + 4 = 7 -> 25
     cycles, ideal = layer_cycles(acts, entries, rows=5, relu=True, timing=t)
     assert ideal == 3 + 5 + 1
-    assert cycles == 22
+    assert cycles == 25
     # all-zero input: setup, scan 2 empty groups, nothing to drain, requant
-    assert layer_cycles(np.zeros(4, int), entries, 5, True, t) == (4 + 2 + 6, 0)
-    # final layer: one readout cycle per row instead of requantization
-    assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5
+    assert layer_cycles(np.zeros(4, int), entries, 5, True, t) == (4 + 2 + 7, 0)
+    # final layer: one read-out cycle per row (running argmax) + readout latency instead
+    assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5 + 2
 
 
 def test_hex_and_mem_parse_back_to_same_bytes(rng, tmp_path):
