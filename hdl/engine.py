@@ -1,0 +1,280 @@
+"""Layer sequencer: input load, per-layer setup / columns / tail, argmax, result stream.
+
+Schedule of one inference (cycle counts are what the cycle model in
+docs/arithmetic.md and sim/golden.py describe; ``cycles`` counts from the
+first setup cycle of layer 0 to the last argmax compare):
+
+* **load** (not counted): ``input_size`` beats of ``i_act`` go to bank ``j mod N``,
+  address ``j div N``. The header is checked here; the input is consumed even
+  when the header does not fit, so the host never blocks.
+* per layer, **setup** (4 cycles): read the descriptor (1), register it (2),
+  check it against the RTL's parameters and start the broadcaster (3), the
+  broadcaster loads group 0 (4).
+* **columns**: the broadcaster scans and issues, the PEs decode and MAC. The
+  sequencer leaves when the scan is done and no PE is busy, one cycle after
+  it sees both (the PEs stay busy until their last accumulator write).
+* **tail**, hidden layer: all PEs read local row ``i`` (accumulator + bias)
+  in lock-step, ``i = 0 .. ceil(R/N) - 1``, requantize (2 cycles) and write
+  the next layer's bank; the accumulators are cleared as they are read.
+  ``ceil(R/N) + 3`` cycles in the tail states.
+* **tail**, last layer: rows ``r = 0 .. R-1`` one per cycle (PE ``r mod N``,
+  local row ``r div N``), running argmax (a strictly greater logit replaces
+  the best, so the lowest index wins ties); ``R + 1`` cycles.
+* **result** (not counted): ``o_res`` beats ``{data, last}``: status
+  (``class | error << 16``), cycles, then the ``R`` logits (int32), reading
+  the accumulators again and clearing them. After an error: status and
+  cycles only (``last`` on the cycles beat).
+
+Errors: a header or descriptor outside the parameters (``ERR_PARAMS``) or a
+PE reporting a corrupt stream (``ERR_STREAM``) abort the inference: the PEs
+and broadcaster are cleared, every accumulator is zeroed (``acc_depth``
+cycles) and the error result is sent. Every state is left after a bounded
+number of cycles, so the engine always answers.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .layouts import ERR_PARAMS, ERR_STREAM, HEADER_LAYOUT, RESULT_LAYOUT, layer_layout
+from .params import Contents, EngineParams
+
+
+def _layer_init(c: Contents | None, p: EngineParams) -> list[dict]:
+    if c is None:
+        return []
+    out = []
+    for w in c.layers[: p.max_layers]:
+        out.append(dict(rows=w.rows, cols=w.cols, wbits=w.wbits, zbits=w.zbits, relu=w.relu,
+                        shift=w.shift, mult=w.mult, n_sym=w.n_sym, sym_base=w.sym_base,
+                        cb_base=w.cb_base, bias_base=w.bias_base, ptr_base=w.ptr_base,
+                        limit=w.limit, offset=w.offset))
+    return out
+
+
+class Sequencer(wiring.Component):
+    """The engine's control (see the module docstring for its schedule)."""
+
+    def __init__(self, p: EngineParams, init: Contents | None = None):
+        self.p = p
+        self._init = init
+        n = p.n_pes
+        self.aw = max(1, (max(2, p.act_depth) - 1).bit_length())
+        super().__init__({
+            "i_act": In(stream.Signature(8)),
+            "o_res": Out(stream.Signature(RESULT_LAYOUT)),
+            "cfg": Out(layer_layout(p)),
+            "clear": Out(1),
+            "bc_start": Out(1),
+            "bc_done": In(1),
+            "pe_busy": In(n),
+            "pe_error": In(n),
+            "tail_rd": Out(1),
+            "tail_addr": Out(range(max(2, p.acc_depth))),
+            "tail_clear": Out(n),
+            "tail_sum": In(data.ArrayLayout(signed(32), n)),
+            "rq_en": Out(n),
+            "rq_tag": Out(self.aw),
+            "ld_en": Out(n),
+            "ld_addr": Out(self.aw),
+            "ld_data": Out(8),
+            "cycles": Out(32),
+            "running": Out(1),
+        })
+
+    def elaborate(self, platform):  # noqa: C901
+        m = Module()
+        p = self.p
+        n = p.n_pes
+        c = self._init
+        m.submodules.hdr = hdr_mem = Memory(shape=HEADER_LAYOUT, depth=1,
+                                            init=[c.header] if c else [])
+        m.submodules.desc = desc_mem = Memory(shape=layer_layout(p), depth=max(2, p.max_layers),
+                                              init=_layer_init(c, p))
+        hdr_rd = hdr_mem.read_port(domain="comb")
+        desc_rd = desc_mem.read_port()
+        hdr = hdr_rd.data
+        m.d.comb += hdr_rd.addr.eq(0)
+
+        hdr_ok = Signal()
+        m.d.comb += hdr_ok.eq((hdr.n_pes == n) & (hdr.n_layers >= 1) & (hdr.n_layers <= p.max_layers)
+                              & (hdr.max_len >= 1) & (hdr.max_len <= p.max_len) & (hdr.flags == 0)
+                              & (hdr.input_size >= 1) & (hdr.input_size <= p.max_cols)
+                              & (hdr.n_classes >= 1))
+        layer = Signal(range(max(2, p.max_layers + 1)))
+        cfg = self.cfg
+        last_layer = layer == hdr.n_layers - 1
+        cfg_ok = Signal()
+        m.d.comb += cfg_ok.eq(
+            (cfg.wbits >= 1) & (cfg.wbits <= p.wbits_max) & (cfg.zbits >= 1) & (cfg.zbits <= p.zbits_max)
+            & (cfg.rows >= 1) & (cfg.rows <= p.max_rows) & (cfg.cols >= 1) & (cfg.cols <= p.max_cols)
+            & (cfg.relu == ~last_layer) & (~cfg.relu | (cfg.rows <= p.max_cols))
+            & (~last_layer | (cfg.rows == hdr.n_classes))
+            & ((layer != 0) | (cfg.cols == hdr.input_size))
+            & (cfg.mult < (1 << 16)) & (cfg.shift <= 62) & (cfg.n_sym >= 1))
+
+        err = Signal(8)
+        cycles = self.cycles
+        m.d.comb += self.o_res.payload.last.eq(0)
+
+        # input load counters
+        j = Signal(17)
+        lq = Signal(range(max(2, n)))
+        la = Signal(self.aw + 1)
+        in_total = Mux(hdr.input_size == 0, 1, hdr.input_size)
+
+        # tail / read-out counters
+        ti = Signal(range(max(2, p.acc_depth) + 1))  # local row
+        tq = Signal(range(max(2, n)))  # PE of the row being read out
+        rbase = Signal(17)  # first row of local row ti: ti * N
+        r = Signal(17)  # row index in read-out
+        drain = Signal(2)
+        ro_valid, ro_sel, ro_row = Signal(), Signal(range(max(2, n))), Signal(16)
+        best, best_idx = Signal(signed(32)), Signal(16)
+        logit = Signal(signed(32))
+        sums = [self.tail_sum[q] for q in range(n)]
+        sel_sum = Signal(signed(32))
+        with m.Switch(ro_sel):
+            for q in range(n):
+                with m.Case(q):
+                    m.d.comb += sel_sum.eq(sums[q])
+
+        # running argmax (one cycle after the read)
+        m.d.sync += ro_valid.eq(0)
+        with m.If(ro_valid & ((ro_row == 0) | (sel_sum > best))):
+            m.d.sync += [best.eq(sel_sum), best_idx.eq(ro_row)]
+
+        def next_row():
+            """Advance (tq, ti, rbase, r) to the next row in read-out order r = ti * N + tq."""
+            m.d.sync += r.eq(r + 1)
+            with m.If(tq == n - 1):
+                m.d.sync += [tq.eq(0), ti.eq(ti + 1), rbase.eq(rbase + n)]
+            with m.Else():
+                m.d.sync += tq.eq(tq + 1)
+
+        def reset_rows():
+            m.d.sync += [tq.eq(0), ti.eq(0), rbase.eq(0), r.eq(0)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.clear.eq(1), self.i_act.ready.eq(1)]
+                with m.If(self.i_act.valid):
+                    m.d.comb += [self.ld_addr.eq(la), self.ld_data.eq(self.i_act.payload)]
+                    for q in range(n):
+                        m.d.comb += self.ld_en[q].eq(hdr_ok & (lq == q) & (la < p.act_depth))
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(lq == n - 1):
+                        m.d.sync += [lq.eq(0), la.eq(la + 1)]
+                    with m.Else():
+                        m.d.sync += lq.eq(lq + 1)
+                    with m.If(j + 1 >= in_total):
+                        m.d.sync += [j.eq(0), lq.eq(0), la.eq(0), cycles.eq(0), layer.eq(0),
+                                     err.eq(0)]
+                        with m.If(hdr_ok):
+                            m.next = "SETUP0"
+                        with m.Else():
+                            m.d.sync += err.eq(ERR_PARAMS)
+                            m.next = "ERR"
+            with m.State("SETUP0"):
+                m.d.comb += [desc_rd.addr.eq(layer), self.running.eq(1)]
+                m.next = "SETUP1"
+            with m.State("SETUP1"):
+                m.d.comb += self.running.eq(1)
+                m.d.sync += cfg.eq(desc_rd.data)
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.comb += self.running.eq(1)
+                with m.If(cfg_ok):
+                    m.d.comb += self.bc_start.eq(1)
+                    m.next = "SETUP3"
+                with m.Else():
+                    m.d.sync += err.eq(ERR_PARAMS)
+                    m.next = "ERR"
+            with m.State("SETUP3"):
+                m.d.comb += self.running.eq(1)
+                m.next = "COLS"
+            with m.State("COLS"):
+                m.d.comb += self.running.eq(1)
+                with m.If(self.pe_error.any()):
+                    m.d.sync += err.eq(ERR_STREAM)
+                    m.next = "ERR"
+                with m.Elif(self.bc_done & ~self.pe_busy.any()):
+                    reset_rows()
+                    with m.If(cfg.relu):
+                        m.next = "TAIL_RQ"
+                    with m.Else():
+                        m.next = "TAIL_RO"
+            with m.State("TAIL_RQ"):
+                m.d.comb += self.running.eq(1)
+                with m.If(rbase < cfg.rows):
+                    m.d.comb += [self.tail_rd.eq(1), self.tail_addr.eq(ti),
+                                 self.tail_clear.eq((1 << n) - 1)]
+                    m.d.sync += [self.rq_en.eq(Cat(*[rbase + q < cfg.rows for q in range(n)])),
+                                 self.rq_tag.eq(ti), ti.eq(ti + 1), rbase.eq(rbase + n)]
+                with m.Else():
+                    m.d.sync += [self.rq_en.eq(0), drain.eq(0)]
+                    m.next = "TAIL_RQ_DRAIN"
+            with m.State("TAIL_RQ_DRAIN"):
+                m.d.comb += self.running.eq(1)
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == 1):
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "SETUP0"
+            with m.State("TAIL_RO"):
+                m.d.comb += [self.running.eq(1), self.tail_rd.eq(1), self.tail_addr.eq(ti)]
+                m.d.sync += [ro_valid.eq(1), ro_sel.eq(tq), ro_row.eq(r)]
+                next_row()
+                with m.If(r + 1 >= cfg.rows):
+                    m.next = "TAIL_RO_LAST"
+            with m.State("TAIL_RO_LAST"):
+                m.d.comb += self.running.eq(1)
+                reset_rows()
+                m.next = "OUT_STATUS"
+            with m.State("ERR"):
+                m.d.comb += self.clear.eq(1)
+                reset_rows()
+                m.next = "ERR_CLEAR"
+            with m.State("ERR_CLEAR"):
+                m.d.comb += [self.tail_addr.eq(ti), self.tail_clear.eq((1 << n) - 1)]
+                m.d.sync += ti.eq(ti + 1)
+                with m.If(ti == max(2, p.acc_depth) - 1):
+                    reset_rows()
+                    m.next = "OUT_STATUS"
+            with m.State("OUT_STATUS"):
+                m.d.comb += [self.o_res.valid.eq(1),
+                             self.o_res.payload.data.eq(Mux(err != 0, 0, best_idx) | (err << 16))]
+                with m.If(self.o_res.ready):
+                    m.next = "OUT_CYCLES"
+            with m.State("OUT_CYCLES"):
+                m.d.comb += [self.o_res.valid.eq(1), self.o_res.payload.data.eq(cycles),
+                             self.o_res.payload.last.eq(err != 0)]
+                with m.If(self.o_res.ready):
+                    with m.If(err != 0):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "OUT_RD"
+            with m.State("OUT_RD"):
+                m.d.comb += [self.tail_rd.eq(1), self.tail_addr.eq(ti)]
+                for q in range(n):
+                    m.d.comb += self.tail_clear[q].eq(tq == q)
+                m.d.sync += ro_sel.eq(tq)
+                m.next = "OUT_CAP"
+            with m.State("OUT_CAP"):
+                m.d.sync += logit.eq(sel_sum)
+                m.next = "OUT_SEND"
+            with m.State("OUT_SEND"):
+                m.d.comb += [self.o_res.valid.eq(1), self.o_res.payload.data.eq(logit),
+                             self.o_res.payload.last.eq(r + 1 >= cfg.rows)]
+                with m.If(self.o_res.ready):
+                    next_row()
+                    with m.If(r + 1 >= cfg.rows):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "OUT_RD"
+        with m.If(self.running):
+            m.d.sync += cycles.eq(cycles + 1)
+        return m
+

@@ -1,0 +1,49 @@
+"""Data layouts shared between the engine's blocks (``amaranth.lib.data``)."""
+
+from __future__ import annotations
+
+from amaranth import signed, unsigned
+from amaranth.lib import data
+
+from .params import EngineParams
+
+# error codes on the result stream (same numbers as the board protocol's status byte)
+ERR_OK = 0
+ERR_PARAMS = 2  # header / descriptor does not fit the RTL's parameters
+ERR_STREAM = 5  # corrupt weight stream detected during inference
+
+
+def issue_layout(p: EngineParams) -> data.StructLayout:
+    """Broadcaster -> PEs: one non-zero activation and its column."""
+    return data.StructLayout({"col": unsigned(p.dim_width), "act": unsigned(8)})
+
+
+def queue_layout(p: EngineParams) -> data.StructLayout:
+    """One entry of a PE's activation FIFO: the activation and its column's bit segment."""
+    return data.StructLayout({"act": unsigned(8), "start": unsigned(p.ptr_width),
+                              "end": unsigned(p.ptr_width)})
+
+
+def layer_layout(p: EngineParams) -> data.StructLayout:
+    """A layer descriptor as the descriptor memory holds it (see params.LayerWord)."""
+    aw = lambda depth: unsigned(max(1, (depth - 1).bit_length()) + 1)  # noqa: E731
+    return data.StructLayout({
+        "rows": unsigned(16), "cols": unsigned(16),
+        "wbits": unsigned(4), "zbits": unsigned(4),
+        "relu": unsigned(1), "shift": unsigned(8), "mult": unsigned(32),
+        "n_sym": unsigned(17),
+        "sym_base": aw(p.sym_depth), "cb_base": aw(p.cb_depth),
+        "bias_base": aw(p.bias_depth), "ptr_base": aw(p.ptr_rows),
+        "limit": data.ArrayLayout(unsigned(p.max_len + 1), p.max_len),
+        "offset": data.ArrayLayout(unsigned(16), p.max_len),
+    })
+
+
+HEADER_LAYOUT = data.StructLayout({
+    "n_pes": unsigned(8), "n_layers": unsigned(8), "max_len": unsigned(8),
+    "input_size": unsigned(16), "n_classes": unsigned(16), "flags": unsigned(8),
+})
+
+RESULT_LAYOUT = data.StructLayout({"data": unsigned(32), "last": unsigned(1)})
+
+ACC_SHAPE = signed(32)

@@ -1,0 +1,103 @@
+"""The accelerator top: sequencer + broadcaster/activation banks + N PEs + N requantizers.
+
+::
+
+    i_act ──► Sequencer ──ld──► Broadcaster (N activation banks, LNZD) ──issue──► PE 0 … PE N-1
+                 │  cfg, clear, tail control                                       │ tail_sum
+                 │◄──────────────────── busy, error ──────────────────────────────┤
+                 │                                                                 ▼
+                 │                       bank q ◄── Requantizer q ◄───────────── PE q (hidden tail)
+                 └──► o_res (status, cycles, logits; argmax over PE tail_sums)
+
+Ports: ``i_act`` (stream of uint8, ``input_size`` beats per inference),
+``o_res`` (stream of ``{data: 32, last: 1}``: status = class | error << 16,
+cycle count, then the int32 logits; ``last`` on the final beat) and two debug
+outputs, ``starve`` (some PE's decoder ever lacked bits: never expected) and
+``running``. The ROM contents are memory ``init`` values computed by
+:func:`hdl.params.contents` (the seam for a future runtime loader).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from compressor.rom import RomImage
+
+from .broadcast import Broadcaster
+from .engine import Sequencer
+from .layouts import RESULT_LAYOUT
+from .params import EngineParams, contents, fit
+from .pe import PE
+from .requant import Requantizer
+
+
+class Accelerator(wiring.Component):
+    """The whole engine for ``params`` (default: :func:`hdl.params.fit` of ``rom``)."""
+
+    def __init__(self, rom: RomImage | None = None, params: EngineParams | None = None):
+        if params is None:
+            if rom is None:
+                raise ValueError("need a ROM image or parameters")
+            params = fit(rom)
+        self.params = params
+        self.contents = contents(rom, params) if rom is not None else None
+        # an explicit signature: with `from __future__ import annotations` Amaranth cannot
+        # read In/Out class annotations (they are strings)
+        super().__init__({
+            "i_act": In(stream.Signature(8)),
+            "o_res": Out(stream.Signature(RESULT_LAYOUT)),
+            "starve": Out(1),
+            "running": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, c = self.params, self.contents
+        n = p.n_pes
+        m.submodules.seq = seq = Sequencer(p, c)
+        m.submodules.bc = bc = Broadcaster(p)
+        pes, rqs = [], []
+        for q in range(n):
+            kw = {}
+            if c is not None:
+                kw = dict(stream_even=c.stream_even[q], stream_odd=c.stream_odd[q],
+                          ptr_even=c.ptr_even[q], ptr_odd=c.ptr_odd[q], bias=c.bias[q],
+                          codebook=c.codebook, symbols=c.symbols)
+            pe = PE(p, q, **kw)
+            rq = Requantizer(seq.aw)
+            m.submodules[f"pe{q}"] = pe
+            m.submodules[f"rq{q}"] = rq
+            pes.append(pe)
+            rqs.append(rq)
+
+        connect(m, wiring.flipped(self.i_act), seq.i_act)
+        connect(m, seq.o_res, wiring.flipped(self.o_res))
+        m.d.comb += [bc.start.eq(seq.bc_start), bc.clear.eq(seq.clear), bc.cols.eq(seq.cfg.cols),
+                     seq.bc_done.eq(bc.done), self.running.eq(seq.running)]
+        all_ready = 1
+        for pe in pes:
+            all_ready = all_ready & pe.issue.ready
+        m.d.comb += bc.issue.ready.eq(all_ready)
+        for q, (pe, rq) in enumerate(zip(pes, rqs, strict=True)):
+            m.d.comb += [
+                pe.issue.valid.eq(bc.issue.valid & all_ready),  # a broadcast transfers to all or none
+                pe.issue.payload.eq(bc.issue.payload),
+                pe.cfg.eq(seq.cfg), pe.clear.eq(seq.clear),
+                pe.tail_rd.eq(seq.tail_rd), pe.tail_addr.eq(seq.tail_addr),
+                pe.tail_clear.eq(seq.tail_clear[q]),
+                seq.tail_sum[q].eq(pe.tail_sum),
+                seq.pe_busy[q].eq(pe.busy), seq.pe_error[q].eq(pe.error),
+                rq.i.valid.eq(seq.rq_en[q]), rq.i.payload.acc.eq(pe.tail_sum),
+                rq.i.payload.tag.eq(seq.rq_tag), rq.mult.eq(seq.cfg.mult), rq.shift.eq(seq.cfg.shift),
+                # bank q: input loader in IDLE, requantizer q in a hidden layer's tail
+                bc.wr_en[q].eq(seq.ld_en[q] | rq.o.valid),
+                bc.wr_addr[q].eq(Mux(rq.o.valid, rq.o.payload.tag, seq.ld_addr)),
+                bc.wr_data[q].eq(Mux(rq.o.valid, rq.o.payload.act, seq.ld_data)),
+            ]
+        starve = 0
+        for pe in pes:
+            starve = starve | pe.starve
+        m.d.comb += self.starve.eq(starve)
+        return m
