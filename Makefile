@@ -34,6 +34,8 @@ demo: $(STAMP)
 	$(BIN)/deepcomp plot $(OUT)/model.dcz -o $(OUT)/plots
 	$(BIN)/deepcomp rom $(OUT)/model.dcz --pes $(PES) $(DATA) -o $(OUT)/model.rom
 	$(BIN)/deepcomp golden $(OUT)/model.rom $(DATA)
+	$(BIN)/deepcomp verilog --rom $(OUT)/model.rom --pes $(PES) -o $(OUT)/verilog
+	$(BIN)/deepcomp sim --rom $(OUT)/model.rom --pes $(PES) $(DATA) --images 20 --build-dir $(OUT)/sim_build
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
