@@ -338,3 +338,11 @@ def load(path: str | Path) -> RomImage:
     if data[:2] == b"//":
         data = from_readmemh(data, path)
     return parse(data, path)
+
+
+def load_for_pes(path: str | Path, pes: int) -> RomImage:
+    """Load an image that must be laid out for ``pes`` PEs (the RTL's parameter)."""
+    rom = load(path)
+    if pes != rom.n_pes:
+        raise DeepcompError(f"{path}: laid out for {rom.n_pes} PEs, --pes {pes}")
+    return rom

@@ -50,14 +50,12 @@ def synth(verilog: Path, family: str, log: Path) -> dict[str, int]:
 def run_verilog(args: argparse.Namespace) -> int:
     from amaranth.back import verilog
 
-    from compressor.rom import load
+    from compressor.rom import load_for_pes
 
     from .params import check_fits, fit
     from .top import Accelerator
 
-    rom = load(args.rom)
-    if args.pes != rom.n_pes:
-        raise DeepcompError(f"{args.rom}: laid out for {rom.n_pes} PEs, --pes {args.pes}")
+    rom = load_for_pes(args.rom, args.pes)
     params = fit(rom)
     why = check_fits(rom, params)
     if why:

