@@ -63,7 +63,7 @@ def test_quality_threshold_prunes_by_std():
     model = MLP([16, 8, 3])
     masks = Masks(model)
     from compressor.prune import prune_step
-    std0 = {n: float(m.weight.std()) for n, m in masks.layers}
+    std0 = {n: float(m.weight.detach().std()) for n, m in masks.layers}
     prune_step(model, masks, PruneConfig(quality=1.0), 1.0, std0)
     for name, m in masks.layers:
         assert torch.all(m.weight[m.weight != 0].abs() > std0[name])
