@@ -1,4 +1,4 @@
-"""``deepcomp board ...``: on-board inference over UART (build and flash join when the tops land)."""
+"""``deepcomp board ...``: bitstream build, flash, and on-board inference over UART (docs/boards.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from compressor.data import load_dataset
 from compressor.errors import DeepcompError
 
 BAUD = 115200
+BOARDS = ("ulx3s", "icebreaker")
+ICEBREAKER_NO_FIT = ("icebreaker: the current engine does not fit the iCE40UP5K (about 9k LUT4 "
+                     "synthesized at N = 4 vs 5,280; see docs/boards.md); use ulx3s")
 
 
 def add_board_args(p: argparse.ArgumentParser) -> None:
@@ -23,6 +26,22 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     inf.add_argument("--images", type=int, default=100)
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(board_run=run_infer)
+
+    bld = sub.add_parser("build", help="build the board bitstream for a ROM image (YoWASP tools)")
+    bld.add_argument("board", choices=BOARDS, help="target board")
+    bld.add_argument("--rom", type=Path, required=True, help="ROM image (bin, hex or mem) baked into block RAM")
+    bld.add_argument("--pes", type=int, help="number of PEs N (checked against the image)")
+    bld.add_argument("-o", "--out", type=Path, default=Path("build"), help="build directory (default build/)")
+    bld.add_argument("--freq", type=float, default=40.0, help="engine clock in MHz (ULX3S PLL, default 40)")
+    bld.add_argument("--baud", type=int, default=BAUD)
+    bld.add_argument("--json", action="store_true", help="print one JSON object")
+    bld.set_defaults(board_run=run_build)
+
+    fl = sub.add_parser("flash", help="program the board with a built bitstream")
+    fl.add_argument("board", choices=BOARDS, help="target board")
+    fl.add_argument("build_dir", type=Path, help="directory given to `board build -o`")
+    fl.add_argument("--flash", action="store_true", help="ULX3S: write the SPI flash instead of SRAM")
+    fl.set_defaults(board_run=run_flash)
 
 
 @command("board", "board flow: on-board inference over UART")(add_board_args)
@@ -45,4 +64,65 @@ def run_infer(args: argparse.Namespace) -> int:
     res["port"] = args.port
     emit(args, res, f"{args.port}: {res['images']} images, error {100 * res['error']:.2f}%, "
          f"{res['cycles']:.0f} cycles/inference on the device, {res['latency_ms']:.1f} ms per image round trip")
+    return 0
+
+
+def _read_image(path: Path, pes: int | None) -> bytes:
+    from compressor.rom import from_readmemh, parse
+
+    data = read_file(path)
+    if data[:2] == b"//":
+        data = from_readmemh(data, path)
+    rom = parse(data, path)
+    if pes is not None and pes != rom.n_pes:
+        raise DeepcompError(f"{path}: laid out for {rom.n_pes} PEs, --pes {pes}")
+    return data
+
+
+def run_build(args: argparse.Namespace) -> int:
+    if args.board == "icebreaker":
+        raise DeepcompError(ICEBREAKER_NO_FIT)
+    if not 3.125 <= args.freq <= 400:
+        raise DeepcompError(f"--freq {args.freq:g}: the ULX3S PLL makes 3.125..400 MHz")
+    image = _read_image(args.rom, args.pes)
+    from . import ulx3s
+
+    rep = ulx3s.build(image, args.out, args.freq, args.baud)
+    rep["rom"] = str(args.rom)
+    fmax = "n/a" if rep["fmax_mhz"] is None else f"{rep['fmax_mhz']:.1f} MHz"
+    emit(args, rep, f"{rep['bitstream']}: {rep['luts']}/{rep['luts_available']} LUT4, "
+         f"{rep['bram']}/{rep['bram_available']} DP16KD, {rep['dsp']}/{rep['dsp_available']} MULT18X18D, "
+         f"Fmax {fmax} vs target {rep['target_mhz']:g} MHz"
+         f"{'' if rep['timing_met'] else ' (TIMING NOT MET: rebuild with a lower --freq)'}, "
+         f"built in {rep['seconds']:.0f} s")
+    return 0
+
+
+def flash_command(board: str, build_dir: Path, to_flash: bool = False) -> list[str]:
+    """The programmer command line for ``board`` (raises DeepcompError if there is nothing to flash)."""
+    import os
+
+    if board == "icebreaker":
+        raise DeepcompError(ICEBREAKER_NO_FIT)
+    bit = Path(build_dir) / "deepcomp.bit"
+    if not bit.is_file():
+        raise DeepcompError(f"{bit}: no bitstream; run `deepcomp board build {board} --rom ... -o {build_dir}`")
+    tool = os.environ.get("OPENFPGALOADER", "openFPGALoader")
+    return [tool, "-b", "ulx3s"] + (["-f"] if to_flash else ["-m"]) + [str(bit)]
+
+
+def run_flash(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    cmd = flash_command(args.board, args.build_dir, args.flash)
+    if shutil.which(cmd[0]) is None:
+        raise DeepcompError(f"{args.board}: programmer '{cmd[0]}' not found on PATH "
+                            "(install openFPGALoader, or set OPENFPGALOADER)")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+        why = lines[-1].strip() if lines else f"exit status {r.returncode}"
+        raise DeepcompError(f"{args.board}: {cmd[0]} failed (no board connected?): {why}")
+    print(f"{args.board}: programmed {cmd[-1]}")
     return 0

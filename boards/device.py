@@ -1,0 +1,267 @@
+"""The device side of the UART protocol (docs/protocol.md) in RTL: :class:`DeviceController`.
+
+::
+
+    UARTRx.o ──rx──► DeviceController ──act──► Accelerator.i_act
+    UARTTx.i ◄─tx───        │        ◄──res─── Accelerator.o_res
+                         CRC32 (LOAD)
+
+The ROM lives in block RAM initialised from the image at build time (the
+engine's memories), so LOAD does not write memory: it streams the image
+bytes through :class:`hdl.crc.CRC32` and compares, at the end,
+
+* CRC residue wrong (a transmission error or a corrupt file) -> ``BAD_CRC``,
+  device *not loaded*;
+* CRC good, but the image's own CRC32 (its last four bytes) differs from the
+  CRC32 of the image built into the bitstream -> ``PARAM_MISMATCH`` ("rebuild
+  the bitstream for this ROM"), device *not loaded*;
+* otherwise ``OK``, *loaded*.
+
+Power-up state: *loaded* (the bitstream's image is valid), so ``board infer``
+works without ``--rom``. INFER forwards ``input_size`` bytes into the engine
+and answers with its result; when not loaded it still consumes the
+``input_size`` bytes (the host always sends them) and answers ``NOT_LOADED``
+with no logits. Engine error codes are the protocol's status numbers
+(``ERR_PARAMS`` = ``PARAM_MISMATCH``, ``ERR_STREAM`` = ``CORRUPT_STREAM``).
+STATUS returns the last LOAD result or INFER error. A byte other than 0xA5
+where a command should start is skipped.
+
+Latency: every command is answered after its last byte is received -- PING,
+STATUS: the first reply byte is offered to ``tx`` 2 cycles after the opcode
+byte is accepted; LOAD: 2 cycles after the last image byte (the CRC's
+1-cycle latency plus the check); INFER: the reply header is offered the
+cycle after the engine's status beat, the logits stream straight through
+(one 32-bit beat per 4 bytes, with back-pressure on the engine), and the
+cycle count is sent last. At UART speed all of this is invisible: a byte
+costs ``10 * divisor`` cycles.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from hdl.crc import CRC32
+from hdl.layouts import RESULT_LAYOUT
+from hdl.uart import UARTRx, UARTTx
+
+from .protocol import CMD_SYNC, PROTOCOL_VERSION, REPLY_SYNC, Op, Status
+
+
+def image_crc(image: bytes) -> int:
+    """The CRC32 an image carries in its last four bytes (little endian)."""
+    return struct.unpack("<I", image[-4:])[0]
+
+
+class DeviceController(wiring.Component):
+    """UART byte streams <-> the engine's ``i_act`` / ``o_res`` streams.
+
+    Parameters are the bitstream's: ``rom_crc`` (CRC32 of the built-in image),
+    ``n_pes``, ``input_size``, ``n_classes``. ``loaded`` is high while the
+    device holds a valid image; ``error`` while the last status was not OK.
+    """
+
+    def __init__(self, rom_crc: int, n_pes: int, input_size: int, n_classes: int) -> None:
+        self.rom_crc, self.n_pes = rom_crc, n_pes
+        self.input_size, self.n_classes = input_size, n_classes
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "act": Out(stream.Signature(8)),
+            "res": In(stream.Signature(RESULT_LAYOUT)),
+            "loaded": Out(1, init=1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.crc = crc = CRC32()
+
+        # byte serializer: up to 4 bytes of `word`, LSB first
+        word = Signal(32)
+        nout = Signal(range(5))
+        idle = nout == 0
+        m.d.comb += [self.tx.valid.eq(~idle), self.tx.payload.eq(word[:8])]
+        with m.If(self.tx.valid & self.tx.ready):
+            m.d.sync += [word.eq(word >> 8), nout.eq(nout - 1)]
+
+        def send(*fields):  # fields: (value, width in bytes); call only when `idle`
+            parts = []
+            for v, w in fields:
+                if isinstance(v, int):
+                    parts.append(Const(v, 8 * w))
+                else:
+                    b = Signal(8 * w)
+                    m.d.comb += b.eq(v)  # zero-extend (or truncate) to the field width
+                    parts.append(b)
+            m.d.sync += [word.eq(Cat(*parts)),
+                         nout.eq(sum(w for _, w in fields))]
+
+        last = Signal(8)  # last status (STATUS command)
+        loaded = Signal(init=1)
+        m.d.comb += [self.loaded.eq(loaded), self.error.eq(last != Status.OK)]
+        op = Signal(8)
+        count = Signal(32)
+        tail = Signal(32)  # the last four image bytes: the image's own CRC32
+        status = Signal(8)
+        klass = Signal(8)
+        cycles = Signal(32)
+        rx_ok = self.rx.valid & self.rx.ready
+
+        with m.FSM():
+            with m.State("SYNC"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid & (self.rx.payload == CMD_SYNC)):
+                    m.next = "OP"
+            with m.State("OP"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += [op.eq(self.rx.payload), count.eq(0)]
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.If(idle):
+                    with m.Switch(op):
+                        with m.Case(Op.PING):
+                            send((REPLY_SYNC, 1), (Op.PING, 1), (Status.OK, 1), (PROTOCOL_VERSION, 1))
+                            m.next = "PING2"
+                        with m.Case(Op.STATUS):
+                            send((REPLY_SYNC, 1), (Op.STATUS, 1), (last, 1), (loaded, 1))
+                            m.next = "SYNC"
+                        with m.Case(Op.LOAD):
+                            m.d.comb += crc.clear.eq(1)
+                            m.next = "LOAD_LEN"
+                        with m.Case(Op.INFER):
+                            m.next = "INFER_IN" if self.input_size else "INFER_WAIT"
+                            with m.If(~loaded):
+                                m.next = "SKIP_IN" if self.input_size else "NOT_LOADED"
+                        with m.Default():
+                            send((REPLY_SYNC, 1), (op, 1), (Status.BAD_COMMAND, 1))
+                            m.next = "SYNC"
+            with m.State("PING2"):
+                with m.If(idle):
+                    send((self.n_pes, 1), (self.input_size, 2), (loaded, 1))
+                    m.next = "SYNC"
+
+            # LOAD: u32 length, then the image through the CRC
+            with m.State("LOAD_LEN"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_ok):
+                    m.d.sync += [tail.eq(Cat(tail[8:], self.rx.payload)), count.eq(count + 1)]
+                    with m.If(count == 3):
+                        m.d.sync += count.eq(Cat(tail[8:], self.rx.payload))
+                        m.next = "LOAD_DATA"
+            with m.State("LOAD_DATA"):
+                m.d.sync += loaded.eq(0)
+                m.d.comb += [self.rx.ready.eq(count != 0), crc.data.eq(self.rx.payload),
+                             crc.en.eq(rx_ok)]
+                with m.If(count == 0):
+                    m.next = "LOAD_CHECK"
+                with m.Elif(rx_ok):
+                    m.d.sync += [tail.eq(Cat(tail[8:], self.rx.payload)), count.eq(count - 1)]
+            with m.State("LOAD_CHECK"):
+                with m.If(idle):
+                    with m.If(~crc.ok):
+                        m.d.sync += last.eq(Status.BAD_CRC)
+                        send((REPLY_SYNC, 1), (Op.LOAD, 1), (Status.BAD_CRC, 1))
+                    with m.Elif(tail != self.rom_crc):
+                        m.d.sync += last.eq(Status.PARAM_MISMATCH)
+                        send((REPLY_SYNC, 1), (Op.LOAD, 1), (Status.PARAM_MISMATCH, 1))
+                    with m.Else():
+                        m.d.sync += [last.eq(Status.OK), loaded.eq(1)]
+                        send((REPLY_SYNC, 1), (Op.LOAD, 1), (Status.OK, 1))
+                    m.next = "SYNC"
+
+            # INFER
+            with m.State("SKIP_IN"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_ok):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == self.input_size - 1):
+                        m.next = "NOT_LOADED"
+            with m.State("NOT_LOADED"):
+                with m.If(idle):
+                    m.d.sync += [last.eq(Status.NOT_LOADED), status.eq(Status.NOT_LOADED),
+                                 cycles.eq(0)]
+                    send((REPLY_SYNC, 1), (Op.INFER, 1), (Status.NOT_LOADED, 1), (0, 1))
+                    m.next = "INFER_N0"
+            with m.State("INFER_IN"):
+                m.d.comb += [self.act.valid.eq(self.rx.valid), self.act.payload.eq(self.rx.payload),
+                             self.rx.ready.eq(self.act.ready)]
+                with m.If(rx_ok):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == self.input_size - 1):
+                        m.next = "INFER_WAIT"
+            with m.State("INFER_WAIT"):  # the engine's status beat
+                m.d.comb += self.res.ready.eq(idle)
+                with m.If(self.res.valid & idle):
+                    err = self.res.payload.data[16:24]
+                    m.d.sync += [status.eq(err), klass.eq(self.res.payload.data[:8])]
+                    with m.If(err != Status.OK):
+                        m.d.sync += last.eq(err)
+                    send((REPLY_SYNC, 1), (Op.INFER, 1), (err, 1), (self.res.payload.data[:8], 1))
+                    m.next = "INFER_CYCLES"
+            with m.State("INFER_CYCLES"):
+                m.d.comb += self.res.ready.eq(idle)
+                with m.If(self.res.valid & idle):
+                    m.d.sync += cycles.eq(self.res.payload.data)
+                    with m.If(self.res.payload.last):  # error: no logits
+                        send((0, 2))
+                        m.next = "INFER_TAIL"
+                    with m.Else():
+                        send((self.n_classes, 2))
+                        m.next = "INFER_LOGITS"
+            with m.State("INFER_N0"):
+                with m.If(idle):
+                    send((0, 2))
+                    m.next = "INFER_TAIL"
+            with m.State("INFER_LOGITS"):
+                m.d.comb += self.res.ready.eq(idle)
+                with m.If(self.res.valid & idle):
+                    send((self.res.payload.data, 4))
+                    with m.If(self.res.payload.last):
+                        m.next = "INFER_TAIL"
+            with m.State("INFER_TAIL"):
+                with m.If(idle):
+                    send((cycles, 4))
+                    m.next = "SYNC"
+        return m
+
+
+class BoardCore(wiring.Component):
+    """UART pins + :class:`DeviceController` + the engine for ``image``: the board top minus clocking.
+
+    ``divisor`` is clock cycles per UART bit. The board tops and the cocotb
+    board bench (sim/bench_board.py) use this same block.
+    """
+
+    def __init__(self, image: bytes, divisor: int, params=None) -> None:
+        from compressor.rom import parse
+
+        self.image, self.divisor = image, divisor
+        self.rom = parse(image, "<rom>")
+        self.engine_params = params
+        # explicit signature: with `from __future__ import annotations` Amaranth cannot read
+        # In/Out class annotations
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "loaded": Out(1),
+                          "error": Out(1), "running": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        from hdl.top import Accelerator
+
+        m = Module()
+        rom = self.rom
+        m.submodules.urx = urx = UARTRx(self.divisor)
+        m.submodules.utx = utx = UARTTx(self.divisor)
+        m.submodules.engine = eng = Accelerator(rom, self.engine_params)
+        m.submodules.ctrl = ctrl = DeviceController(image_crc(self.image), rom.n_pes,
+                                                    rom.input_size, rom.n_classes)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.loaded.eq(ctrl.loaded),
+                     self.error.eq(ctrl.error), self.running.eq(eng.running)]
+        connect(m, urx.o, ctrl.rx)
+        connect(m, ctrl.tx, utx.i)
+        connect(m, ctrl.act, eng.i_act)
+        connect(m, eng.o_res, ctrl.res)
+        return m
