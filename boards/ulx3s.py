@@ -2,7 +2,7 @@
 
 ::
 
-    clk25 ─► EHXPLLL ─► sync (freq_mhz, default 50) ─► BoardCore: UARTRx/UARTTx (divisor = f / baud)
+    clk25 ─► EHXPLLL ─► sync (freq_mhz, default 40) ─► BoardCore: UARTRx/UARTTx (divisor = f / baud)
                                                         + DeviceController + Accelerator (ROM in BRAM)
     LEDs: 0 loaded, 1 last status was an error, 2 engine running
 """
@@ -65,7 +65,7 @@ def ecp5_pll(f_in_mhz: float, f_out_mhz: float) -> PLLConfig:
 class ULX3STop(Elaboratable):
     """The board top: PLL, UART pins, LEDs, :class:`boards.device.BoardCore` for ``image``."""
 
-    def __init__(self, image: bytes, freq_mhz: float = 50.0, baud: int = BAUD) -> None:
+    def __init__(self, image: bytes, freq_mhz: float = 40.0, baud: int = BAUD) -> None:
         self.image, self.baud = image, baud
         self.pll = ecp5_pll(F_IN_MHZ, freq_mhz)
         self.freq_mhz = self.pll.f_out_mhz
@@ -126,7 +126,7 @@ def parse_nextpnr_log(text: str) -> dict:
     return {"util": util, "fmax": fmax}
 
 
-def build(image: bytes, out_dir: Path, freq_mhz: float = 50.0, baud: int = BAUD) -> dict:
+def build(image: bytes, out_dir: Path, freq_mhz: float = 40.0, baud: int = BAUD) -> dict:
     """Synthesize, place and route ``image``'s board top into ``out_dir``; the report dict."""
     import shutil
     import sys
