@@ -1,0 +1,78 @@
+"""CPU baseline for on-board throughput: LeNet-300-100 at batch 1 on this machine.
+
+    .venv/bin/python benchmarks/cpu_baseline.py [--images 2000]
+
+Times, per image at batch 1: PyTorch dense float32 (the trained architecture
+with the compressed model's weights), PyTorch with the weights as a sparse
+CSR matrix, and the integer golden model's arithmetic in numpy. Writes
+benchmarks/results/cpu_baseline.json (images/s and microseconds per image,
+torch threads used) for comparison with the accelerator's cycles / clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from compressor.container import load
+from compressor.data import load_dataset
+from compressor.fixedpoint import run_int
+from compressor.rom_cli import int_layers_for
+from compressor.train import to_tensor
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def per_image(fn, xs) -> float:
+    for x in xs[:50]:  # warm-up
+        fn(x)
+    t0 = time.perf_counter()
+    for x in xs:
+        fn(x)
+    return (time.perf_counter() - t0) / len(xs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    args = ap.parse_args()
+    cm = load(RESULTS / "lenet300_mnist.dcz")
+    data = load_dataset("mnist", args.data_dir)
+    imgs = data.test.images[: args.images]
+    model = cm.to_module().eval()
+    xs = [to_tensor(imgs[i : i + 1]) for i in range(len(imgs))]
+    sparse = [(torch.from_numpy(r.weight()).to_sparse_csr(), torch.from_numpy(r.bias)) for r in cm.layers]
+
+    def sparse_forward(x):
+        h = x.flatten(1).T
+        for i, (w, b) in enumerate(sparse):
+            h = torch.sparse.mm(w, h) + b[:, None]
+            if i < len(sparse) - 1:
+                h = torch.relu(h)
+        return h
+
+    layers, _ = int_layers_for(cm, "mnist", args.data_dir, 5000, 99.99)
+    ints = [imgs[i : i + 1].reshape(1, -1) for i in range(len(imgs))]
+    with torch.inference_mode():
+        dense_s = per_image(model, xs)
+        sparse_s = per_image(sparse_forward, xs)
+    int_s = per_image(lambda a: run_int(layers, a), ints)
+    res = {
+        "images": len(imgs), "torch_threads": torch.get_num_threads(),
+        "pytorch_dense_us": 1e6 * dense_s, "pytorch_dense_images_per_s": 1 / dense_s,
+        "pytorch_sparse_csr_us": 1e6 * sparse_s, "pytorch_sparse_csr_images_per_s": 1 / sparse_s,
+        "numpy_integer_dense_us": 1e6 * int_s, "numpy_integer_images_per_s": 1 / int_s,
+        "command": f".venv/bin/python benchmarks/cpu_baseline.py --images {args.images}",
+    }
+    (RESULTS / "cpu_baseline.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
