@@ -142,6 +142,7 @@ def test_build_tables_match_rom_and_reference_decodes(freqs, max_len):
     assert not err and got == syms.tolist() and lens == lengths[syms].tolist()
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # rejected before elaboration
 def test_decoder_rejects_bad_parameters():
     for kw in ({"max_len": 0}, {"max_len": 17}, {"sym_width": 17}, {"sym_depth": 1}):
         with pytest.raises(ValueError):
