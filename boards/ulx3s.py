@@ -18,6 +18,7 @@ from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, S
 from amaranth.lib.cdc import ResetSynchronizer
 
 from compressor.errors import DeepcompError
+from sim.runner import patched_environ
 
 from .device import BoardCore
 
@@ -144,24 +145,18 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = 40.0, baud: int = BAUD)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {k: os.environ.get(k, v) for k, v in TOOL_ENV.items()}
     env["PATH"] = path
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     t0 = time.perf_counter()
-    try:
-        # Amaranth runs the build script in out_dir (YoWASP tools only see the cwd)
-        # (prepare + execute_local: Platform.build would insist on the programmer being installed)
-        # --timing-allow-fail: a bitstream and a report even when Fmax < target (flagged in the report)
-        plan = ULX3S_85F_Platform().build(top, name=NAME, do_build=False,
-                                          nextpnr_opts="--timing-allow-fail")
-        plan.execute_local(str(out_dir))
-    except Exception as e:  # noqa: BLE001  (yosys/nextpnr failures surface as CalledProcessError)
-        raise DeepcompError(f"ulx3s: bitstream build failed ({e}); see {out_dir / (NAME + '.tim')}") from None
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with patched_environ(env):
+        try:
+            # Amaranth runs the build script in out_dir (YoWASP tools only see the cwd)
+            # (prepare + execute_local: Platform.build would insist on the programmer being installed)
+            # --timing-allow-fail: a bitstream and a report even when Fmax < target (flagged in the report)
+            plan = ULX3S_85F_Platform().build(top, name=NAME, do_build=False,
+                                              nextpnr_opts="--timing-allow-fail")
+            plan.execute_local(str(out_dir))
+        except Exception as e:  # noqa: BLE001  (yosys/nextpnr failures surface as CalledProcessError)
+            raise DeepcompError(
+                f"ulx3s: bitstream build failed ({e}); see {out_dir / (NAME + '.tim')}") from None
     seconds = time.perf_counter() - t0
     log = out_dir / f"{NAME}.tim"
     rep = parse_nextpnr_log(log.read_text() if log.exists() else "")

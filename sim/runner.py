@@ -87,7 +87,8 @@ def verilator_root() -> Path:
 
 
 @contextlib.contextmanager
-def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a ``with`` block, then restore them."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -150,7 +151,7 @@ def build_component(component, toplevel: str, build_dir: Path | str, *, waves: b
     env = verilator_environ(optimize)
     cr.MAX_PARALLEL_BUILD_JOBS = 1  # shared machine: never `make -j`
     runner = cr.get_runner("verilator")
-    with _patched_environ(env):
+    with patched_environ(env):
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=[*DEFAULT_BUILD_ARGS, *build_args], always=always,
