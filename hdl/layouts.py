@@ -24,6 +24,13 @@ def queue_layout(p: EngineParams) -> data.StructLayout:
                               "end": unsigned(p.ptr_width)})
 
 
+def stream_load_layout(p: EngineParams) -> data.StructLayout:
+    """Runtime loader -> engine: write one 16-bit stream word of PE ``pe`` (``odd``: odd bank)."""
+    return data.StructLayout({"en": unsigned(1), "pe": unsigned(max(1, (p.n_pes - 1).bit_length())),
+                              "odd": unsigned(1), "addr": unsigned(max(1, (p.stream_half - 1).bit_length())),
+                              "data": unsigned(16)})
+
+
 def layer_layout(p: EngineParams) -> data.StructLayout:
     """A layer descriptor as the descriptor memory holds it (see params.LayerWord)."""
     aw = lambda depth: unsigned(max(1, (depth - 1).bit_length()) + 1)  # noqa: E731

@@ -52,6 +52,9 @@ class EngineParams:
     zbits_max: int = 4
     fifo_depth: int = FIFO_DEPTH
     buf_bits: int = BUF_BITS
+    # streams in single-port RAM written at run time (iCE40 SPRAM, hdl/spram.py) instead of
+    # block RAM initialised from the image; the other memories keep their init
+    loadable_streams: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_pes <= 64:
@@ -64,6 +67,11 @@ class EngineParams:
     def ptr_width(self) -> int:
         """A bit offset inside one PE's stream region."""
         return bits_for(16 * self.stream_words)
+
+    @property
+    def stream_half(self) -> int:
+        """Words of one even/odd stream bank."""
+        return self.stream_words // 2 + self.stream_words % 2
 
     @property
     def sym_width(self) -> int:

@@ -57,8 +57,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import ACC_SHAPE, issue_layout, layer_layout, queue_layout
+from .layouts import ACC_SHAPE, issue_layout, layer_layout, queue_layout, stream_load_layout
 from .params import EngineParams, bits_for
+from .spram import SinglePortRAM
 
 
 class PE(wiring.Component):
@@ -81,7 +82,9 @@ class PE(wiring.Component):
         self._init = dict(stream_even=stream_even or [], stream_odd=stream_odd or [],
                           ptr_even=ptr_even or [], ptr_odd=ptr_odd or [], bias=bias or [],
                           codebook=codebook or [], symbols=symbols or [])
+        loader = {"load": In(stream_load_layout(p))} if p.loadable_streams else {}
         super().__init__({
+            **loader,
             "issue": In(stream.Signature(issue_layout(p))),
             "cfg": In(layer_layout(p)),
             "clear": In(1),
@@ -101,12 +104,25 @@ class PE(wiring.Component):
         assert D & (D - 1) == 0, "FIFO depth must be a power of two"
         kq = (D - 1).bit_length()
         init = self._init
-        half_s = p.stream_words // 2 + p.stream_words % 2
+        half_s = p.stream_half
         half_p = p.ptr_rows // 2 + p.ptr_rows % 2
 
         # --- memories -------------------------------------------------------------------
-        m.submodules.s_even = s_even = Memory(shape=16, depth=half_s, init=init["stream_even"])
-        m.submodules.s_odd = s_odd = Memory(shape=16, depth=half_s, init=init["stream_odd"])
+        se_addr, so_addr = Signal(range(max(2, half_s))), Signal(range(max(2, half_s)))
+        if p.loadable_streams:  # single-port RAM: the loader's writes take the address (engine idle)
+            ld = self.load
+            m.submodules.s_even = s_even = SinglePortRAM(half_s)
+            m.submodules.s_odd = s_odd = SinglePortRAM(half_s)
+            for ram, addr, odd in ((s_even, se_addr, 0), (s_odd, so_addr, 1)):
+                m.d.comb += [ram.addr.eq(Mux(ld.en, ld.addr, addr)), ram.wdata.eq(ld.data),
+                             ram.we.eq(ld.en & (ld.odd == odd))]
+            se_data, so_data = s_even.rdata, s_odd.rdata
+        else:
+            m.submodules.s_even = s_even = Memory(shape=16, depth=half_s, init=init["stream_even"])
+            m.submodules.s_odd = s_odd = Memory(shape=16, depth=half_s, init=init["stream_odd"])
+            se_rd, so_rd = s_even.read_port(), s_odd.read_port()
+            m.d.comb += [se_rd.addr.eq(se_addr), so_rd.addr.eq(so_addr)]
+            se_data, so_data = se_rd.data, so_rd.data
         m.submodules.p_even = p_even = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_even"])
         m.submodules.p_odd = p_odd = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_odd"])
         m.submodules.bias = bias_mem = Memory(shape=32, depth=p.bias_depth, init=init["bias"])
@@ -115,7 +131,6 @@ class PE(wiring.Component):
         m.submodules.acc = acc_mem = Memory(shape=32, depth=max(2, p.acc_depth), init=[])
         m.submodules.queue = queue = Memory(shape=queue_layout(p), depth=D, init=[])
 
-        se_rd, so_rd = s_even.read_port(), s_odd.read_port()
         pe_rd, po_rd = p_even.read_port(), p_odd.read_port()
         bias_rd, cb_rd, sym_rd = bias_mem.read_port(), cb_mem.read_port(), sym_mem.read_port()
         acc_wr = acc_mem.write_port()
@@ -178,7 +193,7 @@ class PE(wiring.Component):
         m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_empty & room),
                      do_pass.eq(has_next & seg_empty)]
         word = cur >> 4
-        m.d.comb += [se_rd.addr.eq((word + 1) >> 1), so_rd.addr.eq(word >> 1)]
+        m.d.comb += [se_addr.eq((word + 1) >> 1), so_addr.eq(word >> 1)]
         m.d.sync += [inflight.eq(Mux(do_fetch, nb, 0)), land_skip.eq(skip), land_odd.eq(word[0])]
         with m.If(do_fetch):
             m.d.sync += [fc.eq(cur + nb), fe.eq(endp), seg_active.eq((cur + nb) != endp)]
@@ -187,8 +202,8 @@ class PE(wiring.Component):
         m.d.sync += landed.eq(fidx)  # a first fetch issued at t is usable at t + 2
 
         # landing: the 32-bit window (first word high), the segment's bits moved to the top
-        first_w = Mux(land_odd, so_rd.data, se_rd.data)
-        second_w = Mux(land_odd, se_rd.data, so_rd.data)
+        first_w = Mux(land_odd, so_data, se_data)
+        second_w = Mux(land_odd, se_data, so_data)
         win = Cat(second_w, first_w)
         aligned = Signal(32)
         m.d.comb += aligned.eq((win << land_skip)[:32] & ~(Const(0xFFFFFFFF, 32) >> inflight))

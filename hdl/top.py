@@ -14,7 +14,10 @@ Ports: ``i_act`` (stream of uint8, ``input_size`` beats per inference),
 cycle count, then the int32 logits; ``last`` on the final beat) and two debug
 outputs, ``starve`` (some PE's decoder ever lacked bits: never expected) and
 ``running``. The ROM contents are memory ``init`` values computed by
-:func:`hdl.params.contents` (the seam for a future runtime loader).
+:func:`hdl.params.contents`, except, with ``params.loadable_streams``, the
+weight streams: they live in single-port RAM (iCE40 SPRAM) written through
+the ``load`` port (``{en, pe, odd, addr, data}``, one 16-bit word per cycle,
+only while the engine is idle) by the board's runtime loader.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from compressor.rom import RomImage
 
 from .broadcast import Broadcaster
 from .engine import Sequencer
-from .layouts import RESULT_LAYOUT
+from .layouts import RESULT_LAYOUT, stream_load_layout
 from .params import EngineParams, contents, fit
 from .pe import PE
 from .requant import Requantizer
@@ -45,7 +48,9 @@ class Accelerator(wiring.Component):
         self.contents = contents(rom, params) if rom is not None else None
         # an explicit signature: with `from __future__ import annotations` Amaranth cannot
         # read In/Out class annotations (they are strings)
+        loader = {"load": In(stream_load_layout(params))} if params.loadable_streams else {}
         super().__init__({
+            **loader,
             "i_act": In(stream.Signature(8)),
             "o_res": Out(stream.Signature(RESULT_LAYOUT)),
             "starve": Out(1),
@@ -62,10 +67,13 @@ class Accelerator(wiring.Component):
         for q in range(n):
             kw = {}
             if c is not None:
-                kw = dict(stream_even=c.stream_even[q], stream_odd=c.stream_odd[q],
-                          ptr_even=c.ptr_even[q], ptr_odd=c.ptr_odd[q], bias=c.bias[q],
+                kw = dict(ptr_even=c.ptr_even[q], ptr_odd=c.ptr_odd[q], bias=c.bias[q],
                           codebook=c.codebook, symbols=c.symbols)
+                if not p.loadable_streams:
+                    kw.update(stream_even=c.stream_even[q], stream_odd=c.stream_odd[q])
             pe = PE(p, q, **kw)
+            if p.loadable_streams:  # the loader's word goes to PE `load.pe` only
+                m.d.comb += [pe.load.eq(self.load), pe.load.en.eq(self.load.en & (self.load.pe == q))]
             rq = Requantizer(seq.aw)
             m.submodules[f"pe{q}"] = pe
             m.submodules[f"rq{q}"] = rq

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from boards.ulx3s import ecp5_pll, parse_nextpnr_log
+from boards.icebreaker import ice40_pll
+from boards.ulx3s import ecp5_pll
+from boards.yowasp import parse_nextpnr_log
 from compressor.rom import build
 from sim.testnets import extreme_net
 
@@ -38,11 +40,47 @@ def test_flash_with_failing_programmer(cli, tmp_path, monkeypatch):
     assert code == 2 and "ulx3s: false failed" in err and err.strip().count("\n") == 0
 
 
-def test_icebreaker_reports_it_does_not_fit(cli, rom_file, tmp_path):
-    code, _, err = cli("board", "build", "icebreaker", "--rom", rom_file, "-o", tmp_path)
-    assert code == 2 and "does not fit the iCE40UP5K" in err and err.strip().count("\n") == 0
+def test_icebreaker_flash_and_build_errors(cli, rom_file, tmp_path, monkeypatch):
     code, _, err = cli("board", "flash", "icebreaker", tmp_path)
-    assert code == 2 and "does not fit" in err
+    assert code == 2 and "deepcomp.bin: no bitstream" in err and err.strip().count("\n") == 0
+    (tmp_path / "deepcomp.bin").write_bytes(b"\xff" * 16)
+    monkeypatch.setenv("ICEPROG", "no-such-iceprog")
+    code, out, err = cli("board", "flash", "icebreaker", tmp_path)
+    assert code == 2 and out == "" and "programmer 'no-such-iceprog' not found" in err
+    assert "set ICEPROG" in err and err.strip().count("\n") == 0
+    monkeypatch.setenv("ICEPROG", "false")
+    code, _, err = cli("board", "flash", "icebreaker", tmp_path, "--flash")
+    assert code == 2 and "icebreaker: false failed" in err
+    # 4 PEs need 8 SPRAM blocks (even/odd stream banks per PE); the UP5K has 4
+    big = tmp_path / "n4.rom"
+    big.write_bytes(build(extreme_net(np.random.default_rng(1234)), 4))
+    code, _, err = cli("board", "build", "icebreaker", "--rom", big, "-o", tmp_path / "b")
+    assert code == 2 and "4 PEs need 8 SPRAM blocks" in err and err.strip().count("\n") == 0
+    code, _, err = cli("board", "build", "icebreaker", "--rom", rom_file, "--freq", "300", "-o", tmp_path)
+    assert code == 2 and "--freq 300" in err
+
+
+def test_flash_commands(tmp_path, monkeypatch):
+    from boards.cli import flash_command
+
+    monkeypatch.delenv("ICEPROG", raising=False)
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    for name in ("deepcomp.bin", "deepcomp.bit"):
+        (tmp_path / name).write_bytes(b"\xff")
+    binf, bitf = str(tmp_path / "deepcomp.bin"), str(tmp_path / "deepcomp.bit")
+    assert flash_command("icebreaker", tmp_path) == ["iceprog", "-S", binf]  # SRAM
+    assert flash_command("icebreaker", tmp_path, to_flash=True) == ["iceprog", binf]
+    assert flash_command("ulx3s", tmp_path) == ["openFPGALoader", "-b", "ulx3s", "-m", bitf]
+    assert flash_command("ulx3s", tmp_path, to_flash=True) == ["openFPGALoader", "-b", "ulx3s", "-f", bitf]
+
+
+def test_ice40_pll_dividers():
+    for f in (16, 24, 25, 30, 36, 48):
+        c = ice40_pll(12.0, f)
+        assert abs(c.f_out_mhz - f) < 0.4 and 533 <= c.f_vco_mhz <= 1066
+        assert c.f_out_mhz == pytest.approx(12.0 / (c.divr + 1) * (c.divf + 1) / 2 ** c.divq)
+    c = ice40_pll(12.0, 24)
+    assert (c.divr, c.divf, c.divq, c.filter_range) == (0, 63, 5, 1)  # what `icepll -i 12 -o 24` prints
 
 
 def test_build_argument_errors(cli, rom_file, tmp_path):

