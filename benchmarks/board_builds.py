@@ -1,0 +1,102 @@
+"""Board bitstreams for the committed LeNet-300-100 and the throughput they imply.
+
+    .venv/bin/python benchmarks/board_builds.py                       # both boards, default configs
+    .venv/bin/python benchmarks/board_builds.py --only ulx3s:8:50     # one board:N:MHz
+
+For each configuration (board, N PEs, PLL clock): lay
+benchmarks/results/lenet300_mnist.dcz out for N PEs (`deepcomp rom`), build
+the bitstream with `deepcomp board build ... --json` (YoWASP Yosys + nextpnr
+from pip), and take the cycles per inference of all 10,000 MNIST test images
+from the golden cycle model (the RTL matches it cycle for cycle:
+benchmarks/rtl_sim.py). Images/s on the board = clock / mean cycles, at the
+PLL clock the bitstream runs (target, when timing is met) and at nextpnr's
+Fmax; the engine alone, without the UART (784 input bytes at 115200 baud
+take 68 ms, so over the UART a board classifies ~14 images/s whatever the
+engine). Written beside the CPU baseline (benchmarks/results/cpu_baseline.json,
+PyTorch dense at batch 1 on this machine) to
+benchmarks/results/board_builds.json, one record per configuration, kept
+across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL = RESULTS / "lenet300_mnist.dcz"
+BIN = Path(sys.executable).parent / "deepcomp"
+DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
+
+
+def golden_cycles(rom_path: Path, data_dir: Path) -> dict:
+    from compressor.data import load_dataset
+    from compressor.rom import load
+    from sim.golden import decode_rom, infer
+
+    data = load_dataset("mnist", data_dir)
+    x = data.test.images.reshape(len(data.test), -1)
+    g = infer(decode_rom(load(rom_path), str(rom_path)), x)
+    return {"images": int(len(x)), "cycles_mean": float(g["cycles"].mean()),
+            "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
+
+
+def run(board: str, n: int, mhz: float, out: Path, data_dir: Path) -> dict:
+    rom = out / f"lenet300_n{n}.rom"
+    subprocess.run([BIN, "rom", MODEL, "--pes", str(n), "-o", rom, "--dataset", "mnist",
+                    "--data-dir", data_dir], check=True, capture_output=True)
+    cmd = [BIN, "board", "build", board, "--rom", rom, "--pes", str(n), "-o", out / f"{board}_n{n}",
+           "--freq", f"{mhz:g}", "--json"]
+    t0 = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"board": board, "n_pes": n, "target_mhz": mhz, "built": False,
+                "error": (r.stderr.strip().splitlines() or ["?"])[-1], "seconds": round(time.time() - t0, 1)}
+    rep = json.loads(r.stdout)
+    cyc = golden_cycles(rom, data_dir)
+    clock = rep["target_mhz"] if rep["timing_met"] else rep["fmax_mhz"]
+    rep.update(built=True, n_pes=n, rom_bytes=rom.stat().st_size, cycles=cyc,
+               engine_images_per_s=round(clock * 1e6 / cyc["cycles_mean"]),
+               engine_images_per_s_at_fmax=round(rep["fmax_mhz"] * 1e6 / cyc["cycles_mean"]),
+               engine_us_per_image=round(cyc["cycles_mean"] / clock, 2))
+    for k in ("log", "rom", "bitstream"):
+        rep.pop(k, None)
+    return rep
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", action="append", help="board:N:MHz (repeatable; default: %s)" % " ".join(DEFAULT))
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--keep", type=Path, help="keep ROMs and build directories here")
+    args = ap.parse_args()
+    out_json = RESULTS / "board_builds.json"
+    doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    cpu = RESULTS / "cpu_baseline.json"
+    if cpu.is_file():
+        doc["cpu_baseline"] = json.loads(cpu.read_text())
+    runs = doc.setdefault("builds", {})
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for spec in args.only or DEFAULT:
+            board, n, mhz = spec.split(":")
+            rec = run(board, int(n), float(mhz), work, args.data_dir.resolve())
+            rec["command"] = f".venv/bin/python benchmarks/board_builds.py --only {shlex.quote(spec)}"
+            runs[spec] = rec
+            out_json.write_text(json.dumps(doc, indent=1) + "\n")
+            print(json.dumps({k: rec.get(k) for k in ("board", "n_pes", "built", "luts", "luts_available",
+                                                      "fmax_mhz", "target_mhz", "timing_met",
+                                                      "engine_images_per_s", "seconds", "error")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
