@@ -64,7 +64,7 @@ def build_tables(lengths: Sequence[int], max_len: int) -> tuple[list[int], list[
     return limit, offset, [s for _, s in order]
 
 
-def _any(terms):
+def or_reduce(terms):
     """OR of a list of values (0 if empty)."""
     out = Const(0, 1)
     for t in terms:
@@ -72,10 +72,10 @@ def _any(terms):
     return out
 
 
-def _encode(onehot):
+def encode_onehot(onehot):
     """Binary ``k + 1`` of the set bit of ``onehot`` (0 if none): an OR per output bit."""
     n = len(onehot)
-    return Cat(*[_any([onehot[k] for k in range(n) if (k + 1) >> b & 1])
+    return Cat(*[or_reduce([onehot[k] for k in range(n) if (k + 1) >> b & 1])
                  for b in range(n.bit_length())])
 
 
@@ -263,13 +263,13 @@ class HuffmanDecoder(wiring.Component):
         bad_code = want & (~lt[L - 1] | nonmono)
         length = Signal(range(L + 1))  # binary k + 1 of the one-hot bit: an OR encoder
         consumed = Signal(range(L + 1))
-        m.d.comb += [length.eq(_encode(first)), consumed.eq(_encode(sel))]
+        m.d.comb += [length.eq(encode_onehot(first)), consumed.eq(encode_onehot(sel))]
         # the shift as an AND-OR over the L + 1 candidates (a shift is only wiring): the
         # one-hot `sel` drives the select lines directly, no binary shift amount in the loop
         merged = Signal(B)
         m.d.comb += merged.eq(buf | placed)
         shifted = [Mux(sel[k], (merged << (k + 1))[:B], 0) for k in range(L)]
-        m.d.sync += [buf.eq(_any(shifted) | Mux(dec, 0, merged)),
+        m.d.sync += [buf.eq(or_reduce(shifted) | Mux(dec, 0, merged)),
                      cnt.eq(cnt - consumed + Mux(take, W, 0))]
         with m.If(dec):
             m.d.sync += remaining.eq(remaining - 1)
@@ -282,8 +282,8 @@ class HuffmanDecoder(wiring.Component):
         s1_len = Signal(range(L + 1))
         s1_last = Signal()
         m.d.sync += [s1_valid.eq(dec), s1_len.eq(length), s1_last.eq(remaining == 1),
-                     s1_top.eq(_any([Mux(first[k], v >> (L - 1 - k), 0) for k in range(L)])),
-                     s1_off.eq(_any([Mux(first[k], offset[k], 0) for k in range(L)]))]
+                     s1_top.eq(or_reduce([Mux(first[k], v >> (L - 1 - k), 0) for k in range(L)])),
+                     s1_off.eq(or_reduce([Mux(first[k], offset[k], 0) for k in range(L)]))]
 
         # --- stage 1: table index, range check, symbol memory address -----------------------
         idx = Signal(16)

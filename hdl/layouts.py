@@ -19,9 +19,18 @@ def issue_layout(p: EngineParams) -> data.StructLayout:
 
 
 def queue_layout(p: EngineParams) -> data.StructLayout:
-    """One entry of a PE's activation FIFO: the activation and its column's bit segment."""
-    return data.StructLayout({"act": unsigned(8), "start": unsigned(p.ptr_width),
-                              "end": unsigned(p.ptr_width)})
+    """One entry of a PE's activation FIFO: the activation and its column's bit segment.
+
+    The segment ``[start, end)`` is stored pre-digested (computed when the entry
+    is written, off the fetcher's and decoder's paths): the even/odd bank
+    addresses of its first 32-bit window (``ea``, ``oa``; ``odd``: the window
+    starts with an odd word), the bits to skip in it, its length, and whether
+    it is empty (``end == start``) or corrupt (``end < start``).
+    """
+    aw = unsigned(max(1, p.stream_half.bit_length()))
+    return data.StructLayout({"act": unsigned(8), "ea": aw, "oa": aw, "odd": unsigned(1),
+                              "skip": unsigned(4), "len": unsigned(p.ptr_width),
+                              "empty": unsigned(1), "bad": unsigned(1)})
 
 
 def stream_load_layout(p: EngineParams) -> data.StructLayout:

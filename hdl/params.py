@@ -26,7 +26,7 @@ from compressor.errors import DeepcompError
 from compressor.rom import RomImage
 
 FIFO_DEPTH = 8  # per-PE activation FIFO (EIE); the cycle model's fifo_depth
-BUF_BITS = 64  # per-PE bit buffer: >= 32 (one fetch) + 2 * 16 (two cycles of decoding)
+BUF_BASE = 64  # per-PE bit buffer without the decode slack: one 32-bit fetch + two 16-bit decodes
 
 
 def bits_for(n: int) -> int:
@@ -51,7 +51,6 @@ class EngineParams:
     wbits_max: int = 5
     zbits_max: int = 4
     fifo_depth: int = FIFO_DEPTH
-    buf_bits: int = BUF_BITS
     # streams in single-port RAM written at run time (iCE40 SPRAM, hdl/spram.py) instead of
     # block RAM initialised from the image; the other memories keep their init
     loadable_streams: bool = False
@@ -67,6 +66,11 @@ class EngineParams:
     def ptr_width(self) -> int:
         """A bit offset inside one PE's stream region."""
         return bits_for(16 * self.stream_words)
+
+    @property
+    def buf_bits(self) -> int:
+        """PE bit buffer: 64 + Lmax, so the fetcher may decide on registers only (hdl/pe.py)."""
+        return BUF_BASE + self.max_len
 
     @property
     def stream_half(self) -> int:

@@ -9,20 +9,32 @@ into row ``pos`` (``pos += z + 1``; ``w == 0`` is a filler: no MAC).
 Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
 
     b      issue accepted (FIFO counter + 1), pointer rows j, j+1 read (even/odd banks)
-    b+1    queue entry {act, start, end} written
+    b+1    queue entry written: {act, first window's bank addresses, skip, length, flags}
     b+2    fetcher may issue the segment's first 32-bit read (words w, w+1: even/odd banks)
     b+3    the read lands in the bit buffer (only the segment's own bits [start, end))
     b+4    decoder may start the column: pop the FIFO entry (FIFO counter - 1)
-    D      decode: top Lmax buffer bits vs. limit[] -> length l, symbol index; consume l bits
-    D+1    symbol -> (z, w), pos, row check, codebook read
-    D+2    product = codebook * act; accumulator read (transparent to the write below)
-    D+3    accumulator write
+    D      decode: top Lmax buffer bits vs. limit[] -> one-hot length; consume it
+    D+1    symbol index = selected code bits + offset; range check; symbol memory read
+    D+2    symbol -> (z, w), pos, row check, codebook read
+    D+3    product = codebook * act; accumulator read (transparent to the write below)
+    D+4    accumulator write
 
 So a column starts at ``max(b + 4, end of the previous column)`` and takes
-``max(entries, 1)`` cycles; the accumulator of its last entry is written 3
-cycles after its last decode cycle (the cycle model's ``issue_latency`` and
-``drain``). Back-to-back hits on the same row (last entry of one column, first
-of the next) are forwarded by the accumulator's transparent read port.
+``max(entries, 1)`` cycles; the accumulator of its last entry is written 4
+cycles after its last decode cycle (the cycle model's ``issue_latency`` 4 and
+``drain`` 4). Back-to-back hits on the same row (last entry of one column,
+first of the next) are forwarded by the accumulator's transparent read port.
+
+**The decode loop** (bit buffer -> code length -> shift the buffer) is the
+one path that cannot be pipelined; it is built like the standalone decoder's
+(:mod:`hdl.huffman`, "Why it is built this way"): Lmax comparators against
+registered limits give a thermometer code, its edge is the one-hot length,
+ANDed with "that many bits held" (from the registered count) and "a symbol
+is wanted" (registers and the FIFO head's pre-computed flags), and the
+one-hot select drives an AND-OR of the shifted copies of the buffer: no
+priority encoder, no binary shift amount, no error check in the loop. The
+code-crossing-the-column-end check, the symbol index and its range check
+hang off the loop into registers.
 
 **Zero-bubble column switching.** The fetcher runs ahead of the decoder
 through the queued columns (it peeks the FIFO beyond its head), appending
@@ -31,17 +43,22 @@ segment's, so the next column's first code is already in the buffer when the
 last code of the previous one is consumed. Canonical decoding only looks at
 the code's own prefix (``limit[l]`` has zeros in its low ``Lmax - l`` bits), so
 the next segment's bits behind the current code do not disturb it; segment
-boundaries are tracked by counting the bits the decoder consumes
-(``end - start``). A segment of ``n`` entries spans at most ``15 + 16 n`` bits,
-i.e. at most ``n`` 32-bit fetches, so the fetcher never falls behind the
-decoder once ahead. A fetch is issued only if the buffer can take 32 more
-bits after this cycle's decode and the fetch landing now (using the decoded
-length of this cycle, not the buffer count, matters: a fetch takes two cycles
-to become usable, and the conservative check let the buffer run dry on
-16-bit codes). With a 64-bit buffer: if the fetcher had to wait, at least 33
-bits remained, i.e. two more cycles of decoding, which is the fetch latency.
-If the buffer ever lacked the bits of the code to decode, the decoder would
-stall and raise ``starve`` (a debug flag the benches assert is never set).
+boundaries are tracked by counting the bits the decoder consumes. A segment
+of ``n`` entries spans at most ``15 + 16 n`` bits, i.e. at most ``n`` 32-bit
+fetches, so the fetcher never falls behind the decoder once ahead.
+
+**Refill on registers only.** A fetch is issued when ``held + in flight <=
+B - 32`` with the buffer ``B = 64 + Lmax`` bits: registers only, so neither
+the fetch decision nor the memory address depends on this cycle's decode.
+Landing bits are placed at the *registered* position computed when the fetch
+was issued (``held`` after that cycle's decode, ``+ 16 - skip``), merged into
+the buffer before the shift. No overflow: what is held after the landing
+cycle's merge is at most ``held + in flight + 32 <= B``. No starvation: the
+rule fetches whenever the former one did (``held - decoded + in flight <=
+32``, proven sufficient with a 64-bit buffer: when it had to wait, at least
+33 bits remained, two cycles of 16-bit codes, the fetch latency). If the
+buffer ever lacked the bits of the code to decode, the decoder would wait
+and raise ``starve`` (a debug flag the benches assert is never set).
 
 **Corrupt streams** set ``error`` (sticky until ``clear``): no code length
 matches, a code crosses the column end, a symbol index past the layer's
@@ -52,11 +69,12 @@ finite segment, so a corrupt stream cannot make a column run forever.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .huffman import encode_onehot, or_reduce
 from .layouts import ACC_SHAPE, issue_layout, layer_layout, queue_layout, stream_load_layout
 from .params import EngineParams, bits_for
 from .spram import SinglePortRAM
@@ -96,6 +114,7 @@ class PE(wiring.Component):
             "tail_clear": In(1),
             "tail_sum": Out(ACC_SHAPE),
         })
+
 
     def elaborate(self, platform):  # noqa: C901 (one pipeline, kept in one place on purpose)
         m = Module()
@@ -155,118 +174,134 @@ class PE(wiring.Component):
                      pe_rd.addr.eq((g + 1) >> 1), po_rd.addr.eq(g >> 1)]
         ptr_valid, ptr_odd, ptr_act = Signal(), Signal(), Signal(8)
         m.d.sync += [ptr_valid.eq(issued), ptr_odd.eq(g[0]), ptr_act.eq(self.issue.payload.act)]
+        # b+1: digest the segment for the fetcher and the decoder (off their paths)
+        seg_start, seg_end = Signal(p.ptr_width), Signal(p.ptr_width)
+        m.d.comb += [seg_start.eq(Mux(ptr_odd, po_rd.data, pe_rd.data)),
+                     seg_end.eq(Mux(ptr_odd, pe_rd.data, po_rd.data))]
+        word0 = seg_start >> 4
         m.d.comb += [q_wr.addr.eq(wptr[:kq]), q_wr.en.eq(ptr_valid),
                      q_wr.data.act.eq(ptr_act),
-                     q_wr.data.start.eq(Mux(ptr_odd, po_rd.data, pe_rd.data)),
-                     q_wr.data.end.eq(Mux(ptr_odd, pe_rd.data, po_rd.data))]
+                     q_wr.data.ea.eq((word0 + 1) >> 1), q_wr.data.oa.eq(word0 >> 1),
+                     q_wr.data.odd.eq(word0[0]), q_wr.data.skip.eq(seg_start[:4]),
+                     q_wr.data.len.eq(seg_end - seg_start),
+                     q_wr.data.empty.eq(seg_end == seg_start), q_wr.data.bad.eq(seg_end < seg_start)]
         with m.If(ptr_valid):
             m.d.sync += wptr.eq(wptr + 1)
 
         # --- bit buffer --------------------------------------------------------------------
-        buf = Signal(B)  # valid bits MSB-aligned: buf[B-cnt : B]
+        buf = Signal(B)  # valid bits MSB-aligned: buf[B-cnt : B]; bits below are zero
         cnt = Signal(range(B + 1))
         inflight = Signal(range(33))  # bits of the fetch issued last cycle (land this cycle)
-        land_skip = Signal(4)
         land_odd = Signal()
+        land_mask = Signal(32)  # the segment's bits in that 32-bit window
+        land_sh = Signal(range(B + 17))  # where they go: window bit `skip` lands at held count
 
-        # --- fetcher -----------------------------------------------------------------------
-        seg_active = Signal()  # mid-segment: more fetches of (fc, fe) to go
-        fc = Signal(p.ptr_width)
-        fe = Signal(p.ptr_width)
+        # --- fetcher (registers and the FIFO peek only) ------------------------------------
+        seg_active = Signal()  # mid-segment: more fetches of the current segment to go
+        f_ea, f_oa, f_odd = Signal.like(q_wr.data.ea), Signal.like(q_wr.data.oa), Signal()
+        f_left = Signal(p.ptr_width)
         m.d.comb += qf.addr.eq(fidx[:kq])
         has_next = fidx != wptr
-        cur = Signal(p.ptr_width)
-        endp = Signal(p.ptr_width)
-        m.d.comb += [cur.eq(Mux(seg_active, fc, qf.data.start)),
-                     endp.eq(Mux(seg_active, fe, qf.data.end))]
-        seg_empty = ~seg_active & (qf.data.end <= qf.data.start)
-        skip = cur[:4]
-        left = Signal(p.ptr_width)
-        m.d.comb += left.eq(endp - cur)
+        ea, oa, odd = Signal.like(f_ea), Signal.like(f_oa), Signal()
+        skip, left = Signal(4), Signal(p.ptr_width)
+        m.d.comb += [ea.eq(Mux(seg_active, f_ea, qf.data.ea)), oa.eq(Mux(seg_active, f_oa, qf.data.oa)),
+                     odd.eq(Mux(seg_active, f_odd, qf.data.odd)),
+                     skip.eq(Mux(seg_active, 0, qf.data.skip)),
+                     left.eq(Mux(seg_active, f_left, qf.data.len))]
+        seg_skip = ~seg_active & (qf.data.empty | qf.data.bad)  # nothing to fetch: pass it
+        avail = Signal(6)
+        m.d.comb += avail.eq(32 - skip)
         nb = Signal(range(33))
-        m.d.comb += nb.eq(Mux(left < (32 - skip), left, 32 - skip))
-        # room for one more 32-bit fetch once it lands (in 2 cycles): count what stays in the
-        # buffer after this cycle's decode plus the fetch landing now
+        m.d.comb += nb.eq(Mux(left < avail, left, avail))
         room = Signal()
-        do_fetch = Signal()
-        do_pass = Signal()
-        m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_empty & room),
-                     do_pass.eq(has_next & seg_empty)]
-        word = cur >> 4
-        m.d.comb += [se_addr.eq((word + 1) >> 1), so_addr.eq(word >> 1)]
-        m.d.sync += [inflight.eq(Mux(do_fetch, nb, 0)), land_skip.eq(skip), land_odd.eq(word[0])]
+        m.d.comb += room.eq((cnt + inflight) <= (B - 32))
+        do_fetch, do_pass = Signal(), Signal()
+        m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_skip & room),
+                     do_pass.eq(has_next & seg_skip)]
+        m.d.comb += [se_addr.eq(ea), so_addr.eq(oa)]
+        mask = Signal(32)  # window bits [skip, skip + nb), MSB first
+        m.d.comb += mask.eq((Const(0xFFFFFFFF, 32) >> skip) & ~(Const(0xFFFFFFFF, 32) >> (skip + nb)))
+        m.d.sync += [inflight.eq(Mux(do_fetch, nb, 0)), land_odd.eq(odd), land_mask.eq(Mux(do_fetch, mask, 0))]
         with m.If(do_fetch):
-            m.d.sync += [fc.eq(cur + nb), fe.eq(endp), seg_active.eq((cur + nb) != endp)]
+            m.d.sync += [f_ea.eq(ea + 1), f_oa.eq(oa + 1), f_odd.eq(odd), f_left.eq(left - nb),
+                         seg_active.eq(left != nb)]
         with m.If((do_fetch & ~seg_active) | do_pass):
             m.d.sync += fidx.eq(fidx + 1)
         m.d.sync += landed.eq(fidx)  # a first fetch issued at t is usable at t + 2
 
-        # landing: the 32-bit window (first word high), the segment's bits moved to the top
+        # landing: the 32-bit window (first word high), masked, at the registered position
         first_w = Mux(land_odd, so_data, se_data)
         second_w = Mux(land_odd, se_data, so_data)
-        win = Cat(second_w, first_w)
-        aligned = Signal(32)
-        m.d.comb += aligned.eq((win << land_skip)[:32] & ~(Const(0xFFFFFFFF, 32) >> inflight))
+        win = Signal(32)
+        m.d.comb += win.eq(Cat(second_w, first_w) & land_mask)
+        placed = Signal(B)
+        m.d.comb += placed.eq((Cat(Const(0, B - 16), win) >> land_sh)[:B])
 
-        # --- decoder -----------------------------------------------------------------------
+        # --- decoder: the loop -------------------------------------------------------------
         active = Signal()  # mid-column
         rem = Signal(p.ptr_width)  # bits of the column not yet decoded
         cur_act = Signal(8)
+        hd = qh.data
         m.d.comb += qh.addr.eq(head[:kq])
         head_avail = head != landed
-        seglen = Signal(p.ptr_width)
-        m.d.comb += seglen.eq(qh.data.end - qh.data.start)
-        bad_seg = qh.data.end < qh.data.start
         start_col = Signal()
         m.d.comb += start_col.eq(~active & head_avail & ~self.error)
-        dec_rem = Signal(p.ptr_width)
-        m.d.comb += dec_rem.eq(Mux(active, rem, seglen))
         want = Signal()
-        m.d.comb += want.eq((active & ~self.error) | (start_col & (seglen != 0) & ~bad_seg))
-        enough = (cnt >= L) | (cnt >= dec_rem)
-        stall = Signal()
-        m.d.comb += stall.eq(want & ~enough)
+        m.d.comb += want.eq((active & ~self.error) | (start_col & ~hd.empty & ~hd.bad))
 
         v = buf[B - L:]
-        lt = Signal(L)
+        lt = Signal(L)  # lt[k]: v < limit[k]; a thermometer code (limits never decrease)
         m.d.comb += lt.eq(Cat(*[v < cfg.limit[k] for k in range(L)]))
-        length = Signal(range(L + 2))
-        m.d.comb += length.eq(L + 1)
-        for k in reversed(range(L)):
-            with m.If(lt[k]):
-                m.d.comb += length.eq(k + 1)
-        tops = Array([v[L - 1 - k:] for k in range(L)])  # top k+1 bits
-        sel = Signal(range(L))
-        m.d.comb += sel.eq(Mux(lt.any(), length - 1, 0))
-        idx = Signal(16)
-        m.d.comb += idx.eq(tops[sel] + cfg.offset[sel])
-        dec_err = Signal()
-        m.d.comb += dec_err.eq(want & ~stall & (~lt.any() | (length > dec_rem) | (idx >= cfg.n_sym)))
-        dec_ok = Signal()
-        m.d.comb += dec_ok.eq(want & ~stall & ~dec_err)
+        first = Signal(L)  # the code length, one-hot
+        m.d.comb += first.eq(lt & ~(lt << 1)[:L])
+        held = Signal(L)  # held[k]: at least k + 1 bits in the buffer (registers only)
+        m.d.comb += held.eq(Cat(*[cnt > k for k in range(L)]))
+        sel = Signal(L)  # decode now, consuming k + 1 bits
+        m.d.comb += sel.eq(first & held & want.replicate(L))
+        dec = Signal()
+        m.d.comb += dec.eq(sel.any())
+        nonmono = (lt & ~(lt >> 1))[: L - 1].any() if L > 1 else Const(0)
+        bad_code = want & (~lt[L - 1] | nonmono)  # final: bits below the held ones are zero
+        stall = Signal()
+        m.d.comb += stall.eq(want & ~dec & ~bad_code)
+        length = Signal(range(L + 1))
+        consumed = Signal(range(L + 1))
+        m.d.comb += [length.eq(encode_onehot(first)), consumed.eq(encode_onehot(sel))]
+        merged = Signal(B)
+        m.d.comb += merged.eq(buf | placed)
+        shifted = [Mux(sel[k], (merged << (k + 1))[:B], 0) for k in range(L)]
+        m.d.sync += [buf.eq(or_reduce(shifted) | Mux(dec, 0, merged)),
+                     cnt.eq(cnt - consumed + inflight),
+                     land_sh.eq(cnt - consumed + inflight + 16 - skip)]
+
+        # column bookkeeping (off the loop: into registers)
+        dec_rem = Signal(p.ptr_width)
+        m.d.comb += dec_rem.eq(Mux(active, rem, hd.len))
+        cross = dec & (length > dec_rem)  # a code crossing the column end
         pop = Signal()
         m.d.comb += pop.eq(start_col & ~stall)
-
-        consumed = Signal(range(L + 1))
-        m.d.comb += consumed.eq(Mux(dec_ok, length, 0))
-        cnt_after = Signal(range(B + 1))
-        m.d.comb += [cnt_after.eq(cnt - consumed), room.eq((cnt_after + inflight) <= (B - 32))]
-        placed = (Cat(Const(0, B - 32), aligned) >> cnt_after)[:B]
-        m.d.sync += [buf.eq(((buf << consumed)[:B]) | placed), cnt.eq(cnt_after + inflight)]
-
         with m.If(pop):
-            m.d.sync += [head.eq(head + 1), cur_act.eq(qh.data.act)]
+            m.d.sync += [head.eq(head + 1), cur_act.eq(hd.act)]
         m.d.sync += count.eq(count + issued - pop)
-        with m.If(dec_ok):
+        with m.If(dec):
             m.d.sync += [rem.eq(dec_rem - length), active.eq(dec_rem != length)]
         with m.If(stall):
             m.d.sync += self.starve.eq(1)
-        m.d.comb += sym_rd.addr.eq(cfg.sym_base + idx)
 
-        # --- stage 1: symbol -> (z, w), relative position, row check, codebook read ---------
+        # --- stage 1: symbol index (selected code bits + offset), range check, symbol read --
         s1_valid, s1_first, s1_act = Signal(), Signal(), Signal(8)
-        m.d.sync += [s1_valid.eq(dec_ok), s1_first.eq(start_col),
-                     s1_act.eq(Mux(start_col, qh.data.act, cur_act))]
+        s1_top, s1_off = Signal(L), Signal(16)
+        m.d.sync += [s1_valid.eq(dec & ~cross), s1_first.eq(start_col),
+                     s1_act.eq(Mux(start_col, hd.act, cur_act)),
+                     s1_top.eq(or_reduce([Mux(first[k], v >> (L - 1 - k), 0) for k in range(L)])),
+                     s1_off.eq(or_reduce([Mux(first[k], cfg.offset[k], 0) for k in range(L)]))]
+        idx = Signal(16)  # offsets are stored mod 2**16 (canonical offsets may be "negative")
+        m.d.comb += [idx.eq(s1_top + s1_off), sym_rd.addr.eq(cfg.sym_base + idx)]
+        idx_err = s1_valid & (idx >= cfg.n_sym)
+
+        # --- stage 2: symbol -> (z, w), relative position, row check, codebook read ---------
+        s2_valid, s2_first, s2_act = Signal(), Signal(), Signal(8)
+        m.d.sync += [s2_valid.eq(s1_valid & ~idx_err), s2_first.eq(s1_first), s2_act.eq(s1_act)]
         pos_w = bits_for(p.acc_depth + (1 << p.zbits_max)) + 1
         pos = Signal(pos_w)
         beyond = Signal()
@@ -277,52 +312,51 @@ class PE(wiring.Component):
         m.d.comb += [wmask.eq((Const(1, p.wbits_max + 1) << cfg.wbits) - 1),
                      z.eq(sym >> cfg.wbits), w.eq(sym & wmask)]
         pos_new = Signal(pos_w)
-        m.d.comb += pos_new.eq(Mux(s1_first, z, pos + z + 1))
+        m.d.comb += pos_new.eq(Mux(s2_first, z, pos + z + 1))
         past = (pos_new * p.n_pes + self.index) >= cfg.rows
         beyond_new = Signal()
-        m.d.comb += beyond_new.eq(Mux(s1_first, 0, beyond) | past)
-        with m.If(s1_valid):
+        m.d.comb += beyond_new.eq(Mux(s2_first, 0, beyond) | past)
+        with m.If(s2_valid):
             m.d.sync += [pos.eq(pos_new), beyond.eq(beyond_new)]
-        row_err = s1_valid & (w != 0) & beyond_new
-        mac1 = s1_valid & (w != 0) & ~beyond_new
+        row_err = s2_valid & (w != 0) & beyond_new
+        mac2 = s2_valid & (w != 0) & ~beyond_new
         m.d.comb += cb_rd.addr.eq(cfg.cb_base + w)
 
-        # --- stage 2: product; accumulator read --------------------------------------------
-        s2_valid, s2_pos, s2_act = Signal(), Signal(range(max(2, p.acc_depth))), Signal(8)
-        m.d.sync += [s2_valid.eq(mac1), s2_pos.eq(pos_new), s2_act.eq(s1_act)]
+        # --- stage 3: product; accumulator read --------------------------------------------
+        s3_valid, s3_pos, s3_act = Signal(), Signal(range(max(2, p.acc_depth))), Signal(8)
+        m.d.sync += [s3_valid.eq(mac2), s3_pos.eq(pos_new), s3_act.eq(s2_act)]
         product = Signal(signed(25))
-        m.d.comb += product.eq(cb_rd.data.as_signed() * s2_act)
-        m.d.comb += acc_rd.addr.eq(Mux(self.tail_rd, self.tail_addr, s2_pos))
+        m.d.comb += product.eq(cb_rd.data.as_signed() * s3_act)
+        m.d.comb += acc_rd.addr.eq(Mux(self.tail_rd, self.tail_addr, s3_pos))
 
-        # --- stage 3: accumulate --------------------------------------------------------------
-        s3_valid, s3_pos, s3_prod = Signal(), Signal.like(s2_pos), Signal(signed(25))
-        m.d.sync += [s3_valid.eq(s2_valid), s3_pos.eq(s2_pos), s3_prod.eq(product)]
-        clr_pending, clr_addr = Signal(), Signal.like(s2_pos)
+        # --- stage 4: accumulate --------------------------------------------------------------
+        s4_valid, s4_pos, s4_prod = Signal(), Signal.like(s3_pos), Signal(signed(25))
+        m.d.sync += [s4_valid.eq(s3_valid), s4_pos.eq(s3_pos), s4_prod.eq(product)]
+        clr_pending, clr_addr = Signal(), Signal.like(s3_pos)
         m.d.sync += [clr_pending.eq(self.tail_clear), clr_addr.eq(self.tail_addr)]
         with m.If(clr_pending):
             m.d.comb += [acc_wr.addr.eq(clr_addr), acc_wr.data.eq(0), acc_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [acc_wr.addr.eq(s3_pos),
-                         acc_wr.data.eq(acc_rd.data.as_signed() + s3_prod),
-                         acc_wr.en.eq(s3_valid)]
+            m.d.comb += [acc_wr.addr.eq(s4_pos),
+                         acc_wr.data.eq(acc_rd.data.as_signed() + s4_prod),
+                         acc_wr.en.eq(s4_valid)]
 
         # --- tail: accumulator + bias ---------------------------------------------------------
         m.d.comb += [bias_rd.addr.eq(cfg.bias_base + self.tail_addr),
                      self.tail_sum.eq(acc_rd.data.as_signed() + bias_rd.data.as_signed())]
 
         # busy tokens: every popped column (empty ones too) and every decoded entry keeps the
-        # PE busy until its slot has left the 3-stage MAC pipeline (the model's drain)
-        t1, t2, t3 = Signal(), Signal(), Signal()
-        m.d.sync += [t1.eq(dec_ok | pop), t2.eq(t1), t3.eq(t2)]
-        m.d.comb += self.busy.eq((count != 0) | active | t1 | t2 | t3)
-        with m.If(dec_err | row_err | (start_col & bad_seg)):
+        # PE busy until its slot has left the 4-stage MAC pipeline (the model's drain)
+        t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [t1.eq(dec | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
+        m.d.comb += self.busy.eq((count != 0) | active | t1 | t2 | t3 | t4)
+        with m.If((want & bad_code) | cross | idx_err | row_err | (start_col & hd.bad)):
             m.d.sync += self.error.eq(1)
 
         with m.If(self.clear):
             m.d.sync += [wptr.eq(0), fidx.eq(0), landed.eq(0), head.eq(0), count.eq(0),
                          ptr_valid.eq(0), seg_active.eq(0), inflight.eq(0), cnt.eq(0), buf.eq(0),
-                         active.eq(0), s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0),
-                         t1.eq(0), t2.eq(0), t3.eq(0),
+                         active.eq(0), s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), s4_valid.eq(0),
+                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0),
                          self.error.eq(0), self.starve.eq(0)]
         return m
-

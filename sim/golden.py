@@ -109,7 +109,7 @@ class Timing:
     fifo_depth: int = 8  # per-PE activation FIFO
     setup: int = 4  # per layer: descriptor fetch before the first scan slot
     issue_latency: int = 4  # broadcast -> earliest PE start (pointer read, queue, fetch, land)
-    drain: int = 3  # last decode -> accumulator written (symbol, codebook, multiply, add)
+    drain: int = 4  # last decode -> accumulator written (index, symbol, codebook, multiply, add)
     requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
     readout_latency: int = 2  # last layer: idle detect + final argmax compare
 

@@ -104,22 +104,22 @@ class PinWrapper(wiring.Component):
         return m
 
 
-def fmax(component, workdir: Path | str, arch: str = "ice40") -> float:
+def fmax(component, workdir: Path | str, arch: str = "ice40", synth_opts: str = "",
+         pnr_opts: tuple[str, ...] = (), seed: int = 1) -> float:
     """nextpnr's Fmax (MHz) of ``clk`` for ``component`` in a :class:`PinWrapper`."""
     from .runner import write_verilog
 
     wd = Path(workdir).resolve()
     v = write_verilog(PinWrapper(component), "top", wd / "top.v")
-    synth = "synth_ice40 -top top -json top.json" if arch == "ice40" else \
-        "synth_ecp5 -top top -json top.json"
+    synth = f"synth_{arch} {synth_opts} -top top -json top.json"
     yosys(v, synth)
     if arch == "ice40":
         args = ["--up5k", "--package", "sg48", "--freq", "48"]
     else:
         args = ["--85k", "--package", "CABGA381", "--freq", "100"]
     args += ["--json", "top.json", "--pcf-allow-unconstrained" if arch == "ice40" else
-             "--lpf-allow-unconstrained", "--seed", "1", "--timing-allow-fail",
-             "-l", "nextpnr.log"]
+             "--lpf-allow-unconstrained", "--seed", str(seed), "--timing-allow-fail",
+             "-l", "nextpnr.log", *pnr_opts]
     r = _run(NEXTPNR[arch], args, wd)
     log = (wd / "nextpnr.log").read_text() if (wd / "nextpnr.log").exists() else r.stderr
     found = re.findall(r"Max frequency for clock\s+'[^']*clk[^']*':\s*([\d.]+) MHz", log)
