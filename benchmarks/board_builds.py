@@ -73,7 +73,7 @@ def run(board: str, n: int, mhz: float, out: Path, data_dir: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", action="append", help="board:N:MHz (repeatable; default: %s)" % " ".join(DEFAULT))
+    ap.add_argument("--only", action="append", help=f"board:N:MHz (repeatable; default: {' '.join(DEFAULT)})")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--keep", type=Path, help="keep ROMs and build directories here")
     args = ap.parse_args()
