@@ -36,6 +36,7 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     bld.add_argument("--freq", type=float, help="engine clock in MHz made by the board's PLL "
                      "(default: ulx3s 40, icebreaker 24)")
     bld.add_argument("--baud", type=int, default=BAUD)
+    bld.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     bld.add_argument("--json", action="store_true", help="print one JSON object")
     bld.set_defaults(board_run=run_build)
 
@@ -90,7 +91,7 @@ def run_build(args: argparse.Namespace) -> int:
             raise DeepcompError(f"--freq {freq:g}: the iCE40 PLL makes 16..275 MHz")
         image = _read_image(args.rom, args.pes)
         icebreaker.engine_params(image)  # fails early (one line) if the image cannot fit the SPRAM
-        rep = icebreaker.build(image, args.out, freq, args.baud)
+        rep = icebreaker.build(image, args.out, freq, args.baud, args.seed)
         cells = (f"{rep['luts']}/{rep['luts_available']} LC, {rep['bram']}/{rep['bram_available']} EBR, "
                  f"{rep['spram']}/{rep['spram_available']} SPRAM, {rep['dsp']}/{rep['dsp_available']} DSP")
     else:
@@ -98,7 +99,7 @@ def run_build(args: argparse.Namespace) -> int:
         if not 3.125 <= freq <= 400:
             raise DeepcompError(f"--freq {freq:g}: the ULX3S PLL makes 3.125..400 MHz")
         image = _read_image(args.rom, args.pes)
-        rep = ulx3s.build(image, args.out, freq, args.baud)
+        rep = ulx3s.build(image, args.out, freq, args.baud, args.seed)
         cells = (f"{rep['luts']}/{rep['luts_available']} LUT4, {rep['bram']}/{rep['bram_available']} DP16KD, "
                  f"{rep['dsp']}/{rep['dsp_available']} MULT18X18D")
     rep["rom"] = str(args.rom)

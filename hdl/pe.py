@@ -179,11 +179,15 @@ class PE(wiring.Component):
         m.d.comb += [seg_start.eq(Mux(ptr_odd, po_rd.data, pe_rd.data)),
                      seg_end.eq(Mux(ptr_odd, pe_rd.data, po_rd.data))]
         word0 = seg_start >> 4
+        seg_len, avail0 = Signal(p.ptr_width), Signal(6)
+        m.d.comb += [seg_len.eq(seg_end - seg_start), avail0.eq(32 - seg_start[:4])]
+        nb0 = Mux(seg_len < avail0, seg_len, avail0)
         m.d.comb += [q_wr.addr.eq(wptr[:kq]), q_wr.en.eq(ptr_valid),
                      q_wr.data.act.eq(ptr_act),
                      q_wr.data.ea.eq((word0 + 1) >> 1), q_wr.data.oa.eq(word0 >> 1),
                      q_wr.data.odd.eq(word0[0]), q_wr.data.skip.eq(seg_start[:4]),
-                     q_wr.data.len.eq(seg_end - seg_start),
+                     q_wr.data.len.eq(seg_len), q_wr.data.nb0.eq(nb0), q_wr.data.short.eq(seg_len < 16),
+                     q_wr.data.end0.eq(seg_start[:4] + nb0),
                      q_wr.data.empty.eq(seg_end == seg_start), q_wr.data.bad.eq(seg_end < seg_start)]
         with m.If(ptr_valid):
             m.d.sync += wptr.eq(wptr + 1)
@@ -193,38 +197,43 @@ class PE(wiring.Component):
         cnt = Signal(range(B + 1))
         inflight = Signal(range(33))  # bits of the fetch issued last cycle (land this cycle)
         land_odd = Signal()
-        land_mask = Signal(32)  # the segment's bits in that 32-bit window
-        land_sh = Signal(range(B + 17))  # where they go: window bit `skip` lands at held count
+        land_mask = Signal(32)  # the segment's bits [skip, end) of that window, MSB first
+        # where they go: window bit `skip` lands at the held count (<= B - 32 when a fetch lands,
+        # by the room rule), so the shift amount stays below B - 16 (one shifter level fewer)
+        land_sh = Signal(range(B - 15))
 
         # --- fetcher (registers and the FIFO peek only) ------------------------------------
         seg_active = Signal()  # mid-segment: more fetches of the current segment to go
         f_ea, f_oa, f_odd = Signal.like(q_wr.data.ea), Signal.like(q_wr.data.oa), Signal()
-        f_left = Signal(p.ptr_width)
+        f_left = Signal(p.ptr_width)  # bits of the segment after the next fetch's
+        f_nb = Signal(6)  # bits the next fetch of the segment brings: min(left, 32)
         m.d.comb += qf.addr.eq(fidx[:kq])
         has_next = fidx != wptr
         ea, oa, odd = Signal.like(f_ea), Signal.like(f_oa), Signal()
         skip, left = Signal(4), Signal(p.ptr_width)
+        nb, endb = Signal(6), Signal(6)
         m.d.comb += [ea.eq(Mux(seg_active, f_ea, qf.data.ea)), oa.eq(Mux(seg_active, f_oa, qf.data.oa)),
                      odd.eq(Mux(seg_active, f_odd, qf.data.odd)),
                      skip.eq(Mux(seg_active, 0, qf.data.skip)),
-                     left.eq(Mux(seg_active, f_left, qf.data.len))]
+                     left.eq(Mux(seg_active, f_left, qf.data.len)),
+                     nb.eq(Mux(seg_active, f_nb, qf.data.nb0)),
+                     endb.eq(Mux(seg_active, f_nb, qf.data.end0))]
         seg_skip = ~seg_active & (qf.data.empty | qf.data.bad)  # nothing to fetch: pass it
-        avail = Signal(6)
-        m.d.comb += avail.eq(32 - skip)
-        nb = Signal(range(33))
-        m.d.comb += nb.eq(Mux(left < avail, left, avail))
         room = Signal()
         m.d.comb += room.eq((cnt + inflight) <= (B - 32))
         do_fetch, do_pass = Signal(), Signal()
         m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_skip & room),
                      do_pass.eq(has_next & seg_skip)]
         m.d.comb += [se_addr.eq(ea), so_addr.eq(oa)]
-        mask = Signal(32)  # window bits [skip, skip + nb), MSB first
-        m.d.comb += mask.eq((Const(0xFFFFFFFF, 32) >> skip) & ~(Const(0xFFFFFFFF, 32) >> (skip + nb)))
-        m.d.sync += [inflight.eq(Mux(do_fetch, nb, 0)), land_odd.eq(odd), land_mask.eq(Mux(do_fetch, mask, 0))]
+        mask = Signal(32)
+        m.d.comb += mask.eq((Const(0xFFFFFFFF, 32) >> skip) & ~(Const(0xFFFFFFFF, 32) >> endb))
+        m.d.sync += [inflight.eq(Mux(do_fetch, nb, 0)), land_odd.eq(odd),
+                     land_mask.eq(Mux(do_fetch, mask, 0))]
+        rest = Signal(p.ptr_width)
+        m.d.comb += rest.eq(left - nb)
         with m.If(do_fetch):
-            m.d.sync += [f_ea.eq(ea + 1), f_oa.eq(oa + 1), f_odd.eq(odd), f_left.eq(left - nb),
-                         seg_active.eq(left != nb)]
+            m.d.sync += [f_ea.eq(ea + 1), f_oa.eq(oa + 1), f_odd.eq(odd), f_left.eq(rest),
+                         f_nb.eq(Mux(rest < 32, rest, 32)), seg_active.eq(rest != 0)]
         with m.If((do_fetch & ~seg_active) | do_pass):
             m.d.sync += fidx.eq(fidx + 1)
         m.d.sync += landed.eq(fidx)  # a first fetch issued at t is usable at t + 2
@@ -254,44 +263,52 @@ class PE(wiring.Component):
         m.d.comb += lt.eq(Cat(*[v < cfg.limit[k] for k in range(L)]))
         first = Signal(L)  # the code length, one-hot
         m.d.comb += first.eq(lt & ~(lt << 1)[:L])
-        held = Signal(L)  # held[k]: at least k + 1 bits in the buffer (registers only)
-        m.d.comb += held.eq(Cat(*[cnt > k for k in range(L)]))
-        sel = Signal(L)  # decode now, consuming k + 1 bits
-        m.d.comb += sel.eq(first & held & want.replicate(L))
-        dec = Signal()
-        m.d.comb += dec.eq(sel.any())
+        # `go`: a symbol is wanted and enough bits are held for it (registers and the FIFO head
+        # only, defined below): the decode loop is comparators -> one-hot length -> shift
+        go = Signal()
         nonmono = (lt & ~(lt >> 1))[: L - 1].any() if L > 1 else Const(0)
-        bad_code = want & (~lt[L - 1] | nonmono)  # final: bits below the held ones are zero
-        stall = Signal()
-        m.d.comb += stall.eq(want & ~dec & ~bad_code)
+        bad_code = go & (~lt[L - 1] | nonmono)  # no length matches (bits below the held are 0)
         length = Signal(range(L + 1))
         consumed = Signal(range(L + 1))
-        m.d.comb += [length.eq(encode_onehot(first)), consumed.eq(encode_onehot(sel))]
+        m.d.comb += [length.eq(encode_onehot(first)), consumed.eq(Mux(go, length, 0))]
         merged = Signal(B)
         m.d.comb += merged.eq(buf | placed)
-        shifted = [Mux(sel[k], (merged << (k + 1))[:B], 0) for k in range(L)]
-        m.d.sync += [buf.eq(or_reduce(shifted) | Mux(dec, 0, merged)),
+        # the shift is selected by the one-hot length alone (a function of the comparators); `go`
+        # only picks shifted or not. A corrupt code shifts garbage: `error` stops the PE anyway
+        shifted = Signal(B)
+        m.d.comb += shifted.eq(or_reduce([Mux(first[k], (merged << (k + 1))[:B], 0) for k in range(L)]))
+        m.d.sync += [buf.eq(Mux(go, shifted, merged)),
                      cnt.eq(cnt - consumed + inflight),
                      land_sh.eq(cnt - consumed + inflight + 16 - skip)]
 
         # column bookkeeping (off the loop: into registers)
         dec_rem = Signal(p.ptr_width)
         m.d.comb += dec_rem.eq(Mux(active, rem, hd.len))
-        cross = dec & (length > dec_rem)  # a code crossing the column end
+        # `enough`: a full code's worth of bits (Lmax <= 16) or the whole rest of the column is
+        # held, so a valid code decodes now (`stall` keeps the PE waiting: never seen, `starve`).
+        # The rest-of-column test only matters below 16 bits: flags and a 4-bit compare
+        rem_short = Signal()  # rem < 16, kept with rem
+        dr_short = Mux(active, rem_short, hd.short)
+        enough = (cnt >= L) | (dr_short & ((cnt >= 16) | (cnt[:4] >= dec_rem[:4])))
+        stall = Signal()
+        m.d.comb += [stall.eq(want & ~enough), go.eq(want & enough)]
+        cross = go & lt.any() & (length > dec_rem)  # a code crossing the column end
         pop = Signal()
         m.d.comb += pop.eq(start_col & ~stall)
         with m.If(pop):
             m.d.sync += [head.eq(head + 1), cur_act.eq(hd.act)]
         m.d.sync += count.eq(count + issued - pop)
-        with m.If(dec):
-            m.d.sync += [rem.eq(dec_rem - length), active.eq(dec_rem != length)]
+        rem_next = Signal(p.ptr_width)
+        m.d.comb += rem_next.eq(dec_rem - length)
+        with m.If(go):
+            m.d.sync += [rem.eq(rem_next), rem_short.eq(rem_next < 16), active.eq(dec_rem != length)]
         with m.If(stall):
             m.d.sync += self.starve.eq(1)
 
         # --- stage 1: symbol index (selected code bits + offset), range check, symbol read --
         s1_valid, s1_first, s1_act = Signal(), Signal(), Signal(8)
         s1_top, s1_off = Signal(L), Signal(16)
-        m.d.sync += [s1_valid.eq(dec & ~cross), s1_first.eq(start_col),
+        m.d.sync += [s1_valid.eq(go & ~bad_code & ~cross), s1_first.eq(start_col),
                      s1_act.eq(Mux(start_col, hd.act, cur_act)),
                      s1_top.eq(or_reduce([Mux(first[k], v >> (L - 1 - k), 0) for k in range(L)])),
                      s1_off.eq(or_reduce([Mux(first[k], cfg.offset[k], 0) for k in range(L)]))]
@@ -348,9 +365,9 @@ class PE(wiring.Component):
         # busy tokens: every popped column (empty ones too) and every decoded entry keeps the
         # PE busy until its slot has left the 4-stage MAC pipeline (the model's drain)
         t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [t1.eq(dec | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
+        m.d.sync += [t1.eq(go | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
         m.d.comb += self.busy.eq((count != 0) | active | t1 | t2 | t3 | t4)
-        with m.If((want & bad_code) | cross | idx_err | row_err | (start_col & hd.bad)):
+        with m.If(bad_code | cross | idx_err | row_err | (start_col & hd.bad)):
             m.d.sync += self.error.eq(1)
 
         with m.If(self.clear):

@@ -1,17 +1,27 @@
 """Requantizer: ReLU, multiply by M, round half up, shift right by S, saturate to 255.
 
 ``a = min(255, (max(acc, 0) * M + 2**(S-1)) >> S)`` (docs/arithmetic.md), one
-accumulator per cycle, latency 2: an input accepted in cycle ``t`` leaves in
-``t + 2`` (stage 1: ReLU and the 31 x 16-bit product, 47 bits; stage 2:
-rounding, the variable shift and saturation). Two stages because the
-product alone is the longest path of the tail; each PE has its own
-requantizer so a hidden layer's tail takes ``ceil(R / N)`` cycles plus this
-latency. The tag (the activation address) travels with the value.
+accumulator per cycle, latency 4: an input accepted in cycle ``t`` leaves in
+``t + 4``. Stage 0 registers the input (it is the PE's accumulator + bias,
+straight out of two block RAMs and an adder); stage 1: ReLU and the
+31 x 16-bit product (47 bits, DSP); stage 2: ``q = prod >> (S - 1)``, keeping
+10 bits and a flag for anything above them; stage 3: ``(q + 1) >> 1`` (round
+half up: ``floor((p + 2**(S-1)) / 2**S) == (floor(p / 2**(S-1)) + 1) >> 1``)
+and the saturation -- so no 48-bit rounding adder sits in front of the
+shifter, and no stage holds more than one wide operation (the iCE40 runs
+this at its 24 MHz floor). ``S = 0`` passes the product through.
+
+Why latency 4 costs no cycle: the sequencer's hidden-layer tail ends 3
+cycles after its last accumulator read and the next layer's setup reads the
+activation banks 3 cycles later (hdl/engine.py), so the last bank write still
+lands before the first read; each PE has its own requantizer, so a hidden
+layer's tail takes ``ceil(R / N)`` cycles plus the cycle model's constant.
+The tag (the activation address) travels with the value.
 """
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,17 +40,26 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # stage 0: register the input
+        v0, tag0, acc0 = Signal(), Signal(self.tag_bits), Signal(signed(32))
+        m.d.sync += [v0.eq(self.i.valid), tag0.eq(self.i.payload.tag), acc0.eq(self.i.payload.acc)]
+        # stage 1: ReLU, product
         v1, tag1 = Signal(), Signal(self.tag_bits)
-        prod = Signal(unsigned(48))
-        relu = Mux(self.i.payload.acc[31], 0, self.i.payload.acc[:31])
-        m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
-                     prod.eq(relu * self.mult[:16])]
+        prod = Signal(unsigned(47))
+        relu = Mux(acc0[31], 0, acc0[:31])
+        m.d.sync += [v1.eq(v0), tag1.eq(tag0), prod.eq(relu * self.mult[:16])]
+        # stage 2: q = prod >> (S - 1) (S = 0: the product itself, times 2 so stage 3 halves it)
         shift = Signal(6)
-        m.d.comb += shift.eq(Mux(self.shift > 62, 62, self.shift))
-        half = Signal(64)
-        m.d.comb += half.eq((Const(1, 64) << shift) >> 1)  # 2**(S-1), 0 for S = 0
-        y = Signal(64)
-        m.d.comb += y.eq((prod + half) >> shift)
-        m.d.sync += [self.o.valid.eq(v1), self.o.payload.tag.eq(tag1),
-                     self.o.payload.act.eq(Mux(y > 255, 255, y[:8]))]
+        m.d.comb += shift.eq(Mux(self.shift > 48, 48, self.shift))
+        sm1 = Signal(6)
+        m.d.comb += sm1.eq(shift - 1)
+        q_full = Signal(48)
+        m.d.comb += q_full.eq(Mux(shift == 0, prod << 1, prod >> sm1))
+        v2, tag2, q, big = Signal(), Signal(self.tag_bits), Signal(10), Signal()
+        m.d.sync += [v2.eq(v1), tag2.eq(tag1), q.eq(q_full[:10]), big.eq(q_full[10:].any())]
+        # stage 3: round half up, saturate
+        y = Signal(10)
+        m.d.comb += y.eq((q + 1) >> 1)
+        m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2),
+                     self.o.payload.act.eq(Mux(big | (y > 255), 255, y[:8]))]
         return m
