@@ -34,7 +34,7 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     bld.add_argument("--pes", type=int, help="number of PEs N (checked against the image)")
     bld.add_argument("-o", "--out", type=Path, default=Path("build"), help="build directory (default build/)")
     bld.add_argument("--freq", type=float, help="engine clock in MHz made by the board's PLL "
-                     "(default: ulx3s 40, icebreaker 24)")
+                     "(default: ulx3s 50, icebreaker 24)")
     bld.add_argument("--baud", type=int, default=BAUD)
     bld.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     bld.add_argument("--json", action="store_true", help="print one JSON object")
@@ -95,7 +95,7 @@ def run_build(args: argparse.Namespace) -> int:
         cells = (f"{rep['luts']}/{rep['luts_available']} LC, {rep['bram']}/{rep['bram_available']} EBR, "
                  f"{rep['spram']}/{rep['spram_available']} SPRAM, {rep['dsp']}/{rep['dsp_available']} DSP")
     else:
-        freq = 40.0 if args.freq is None else args.freq
+        freq = ulx3s.DEFAULT_MHZ if args.freq is None else args.freq
         if not 3.125 <= freq <= 400:
             raise DeepcompError(f"--freq {freq:g}: the ULX3S PLL makes 3.125..400 MHz")
         image = _read_image(args.rom, args.pes)

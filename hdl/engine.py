@@ -14,9 +14,11 @@ first setup cycle of layer 0 to the last argmax compare):
   sequencer leaves when the scan is done and no PE is busy, one cycle after
   it sees both (the PEs stay busy until their last accumulator write).
 * **tail**, hidden layer: all PEs read local row ``i`` (accumulator + bias)
-  in lock-step, ``i = 0 .. ceil(R/N) - 1``, requantize (2 cycles) and write
+  in lock-step, ``i = 0 .. ceil(R/N) - 1``, requantize (4 cycles) and write
   the next layer's bank; the accumulators are cleared as they are read.
-  ``ceil(R/N) + 3`` cycles in the tail states.
+  ``ceil(R/N) + 3`` cycles in the tail states: the last bank writes land in
+  the next layer's first two setup cycles, before the broadcaster reads
+  group 0 (setup cycles 3-4).
 * **tail**, last layer: rows ``r = 0 .. R-1`` one per cycle (PE ``r mod N``,
   local row ``r div N``), running argmax (a strictly greater logit replaces
   the best, so the lowest index wins ties); ``R + 1`` cycles.
@@ -76,6 +78,8 @@ class Sequencer(wiring.Component):
             "tail_addr": Out(range(max(2, p.acc_depth))),
             "tail_clear": Out(n),
             "tail_sum": In(data.ArrayLayout(signed(32), n)),
+            "tail_best": Out(signed(32)),
+            "tail_gt": In(n),
             "rq_en": Out(n),
             "rq_tag": Out(self.aw),
             "ld_en": Out(n),
@@ -142,9 +146,12 @@ class Sequencer(wiring.Component):
                 with m.Case(q):
                     m.d.comb += sel_sum.eq(sums[q])
 
-        # running argmax (one cycle after the read)
+        # running argmax (one cycle after the read): every PE compares its sum with the best
+        # (tail_gt, next to its memories) and the sequencer selects the one-bit result
+        better = Signal()
+        m.d.comb += [self.tail_best.eq(best), better.eq(self.tail_gt.bit_select(ro_sel, 1))]
         m.d.sync += ro_valid.eq(0)
-        with m.If(ro_valid & ((ro_row == 0) | (sel_sum > best))):
+        with m.If(ro_valid & ((ro_row == 0) | better)):
             m.d.sync += [best.eq(sel_sum), best_idx.eq(ro_row)]
 
         def next_row():

@@ -26,13 +26,13 @@ def queue_layout(p: EngineParams) -> data.StructLayout:
     addresses of its first 32-bit window (``ea``, ``oa``; ``odd``: the window
     starts with an odd word), the bits to skip in it, its length, and whether
     it is empty (``end == start``) or corrupt (``end < start``), and the first
-    window's valid bits ``[skip, end0)`` (``nb0 = end0 - skip`` of them), and
-    whether it is shorter than 16 bits (``short``).
+    window's valid bits (``nb0``, after ``skip``), and whether it is shorter
+    than 16 bits (``short``).
     """
     aw = unsigned(max(1, p.stream_half.bit_length()))
     return data.StructLayout({"act": unsigned(8), "ea": aw, "oa": aw, "odd": unsigned(1),
                               "skip": unsigned(4), "len": unsigned(p.ptr_width),
-                              "nb0": unsigned(6), "end0": unsigned(6), "short": unsigned(1),
+                              "nb0": unsigned(6), "short": unsigned(1),
                               "empty": unsigned(1), "bad": unsigned(1)})
 
 

@@ -69,8 +69,9 @@ class EngineParams:
 
     @property
     def buf_bits(self) -> int:
-        """PE bit buffer: 64 + Lmax, so the fetcher may decide on registers only (hdl/pe.py)."""
-        return BUF_BASE + self.max_len
+        """PE bit buffer: room for a 32-bit fetch plus three cycles of Lmax-bit codes beyond one
+        code (the fetch-to-decode latency, hdl/pe.py), and at least 64 + Lmax."""
+        return max(BUF_BASE + self.max_len, 32 + 4 * self.max_len)
 
     @property
     def stream_half(self) -> int:
@@ -169,6 +170,8 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
       consecutive words -- a 32-bit window at a 16-bit boundary -- read in one cycle.
     * Pointers: rows of all layers concatenated per PE (layer base ``ptr_base``),
       even/odd banks so the start (row j) and end (row j + 1) of a column read together.
+    * Symbols: each layer's canonical symbol order, the joint symbol ``(z, w)`` stored as
+      ``z << wbits_max | w`` (fixed fields, whatever the layer's wbits).
     * Huffman limits are rescaled from the image's L to the decoder's Lmax bits
       (``limit << (Lmax - L)``; lengths above L repeat ``limit[L]``, so they never match):
       the decoder then always compares the top Lmax bits of its buffer.
@@ -201,7 +204,10 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
         layers.append(LayerWord(ly.rows, ly.cols, ly.wbits, ly.zbits, int(ly.relu), ly.shift,
                                 ly.mult, int(ly.symbols.size), len(sym_all), len(cb_all),
                                 bias_base, ptr_base, limit, offset))
-        sym_all += [int(s) for s in ly.symbols]
+        # (z, w) in fixed fields, w in the low wbits_max bits: the PE splits the symbol
+        # memory's output without a shift by the layer's wbits
+        wm = (1 << ly.wbits) - 1
+        sym_all += [((int(s) >> ly.wbits) << p.wbits_max) | (int(s) & wm) for s in ly.symbols]
         cb_all += [int(c) & 0xFFFF for c in ly.codebook]
         for q in range(n):
             b = [int(ly.bias[i * n + q]) if i * n + q < ly.rows else 0 for i in range(local_rows)]

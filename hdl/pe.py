@@ -91,6 +91,9 @@ class PE(wiring.Component):
       * ``tail_rd``/``tail_addr``: read local row ``tail_addr``; one cycle later
         ``tail_sum`` = accumulator + bias of that row. ``tail_clear`` additionally
         writes 0 to that accumulator in the following cycle (read first, then clear).
+      * ``tail_best``/``tail_gt``: ``tail_gt`` = ``tail_sum > tail_best`` (the sequencer's
+        running argmax), one carry chain from the two memories' outputs instead of an adder
+        and a comparator (exact: accumulator + bias never overflows int32, docs/arithmetic.md).
     """
 
     def __init__(self, p: EngineParams, index: int, *, stream_even=None, stream_odd=None,
@@ -113,6 +116,8 @@ class PE(wiring.Component):
             "tail_addr": In(range(max(2, p.acc_depth))),
             "tail_clear": In(1),
             "tail_sum": Out(ACC_SHAPE),
+            "tail_best": In(ACC_SHAPE),
+            "tail_gt": Out(1),
         })
 
 
@@ -179,72 +184,85 @@ class PE(wiring.Component):
         m.d.comb += [seg_start.eq(Mux(ptr_odd, po_rd.data, pe_rd.data)),
                      seg_end.eq(Mux(ptr_odd, pe_rd.data, po_rd.data))]
         word0 = seg_start >> 4
-        seg_len, avail0 = Signal(p.ptr_width), Signal(6)
-        m.d.comb += [seg_len.eq(seg_end - seg_start), avail0.eq(32 - seg_start[:4])]
-        nb0 = Mux(seg_len < avail0, seg_len, avail0)
+        # window ends: bit (word0 + 2) * 16 ends the first 32-bit window, (word0 + 4) * 16 the
+        # second; comparisons with `end` run in parallel with `end - start` (no chained carries)
+        w2, w4 = Signal(p.ptr_width + 1), Signal(p.ptr_width + 1)
+        m.d.comb += [w2.eq(Cat(Const(0, 4), word0 + 2)), w4.eq(Cat(Const(0, 4), word0 + 4))]
+        seg_len, rest0 = Signal(p.ptr_width), Signal(p.ptr_width)
+        m.d.comb += [seg_len.eq(seg_end - seg_start), rest0.eq(seg_end - w2)]
+        more0 = seg_end > w2  # the segment goes on after its first window
+        nb0 = Signal(6)
+        m.d.comb += nb0.eq(Mux(more0, 32 - seg_start[:4], seg_len))
+        nb1 = Mux(seg_end < w4, rest0, 32)  # bits of its second window
+        dg = q_wr.data  # the digest, written to the FIFO and (bypass) seen by the fetcher now
         m.d.comb += [q_wr.addr.eq(wptr[:kq]), q_wr.en.eq(ptr_valid),
-                     q_wr.data.act.eq(ptr_act),
-                     q_wr.data.ea.eq((word0 + 1) >> 1), q_wr.data.oa.eq(word0 >> 1),
-                     q_wr.data.odd.eq(word0[0]), q_wr.data.skip.eq(seg_start[:4]),
-                     q_wr.data.len.eq(seg_len), q_wr.data.nb0.eq(nb0), q_wr.data.short.eq(seg_len < 16),
-                     q_wr.data.end0.eq(seg_start[:4] + nb0),
-                     q_wr.data.empty.eq(seg_end == seg_start), q_wr.data.bad.eq(seg_end < seg_start)]
+                     dg.act.eq(ptr_act), dg.ea.eq((word0 + 1) >> 1), dg.oa.eq(word0 >> 1),
+                     dg.odd.eq(word0[0]), dg.skip.eq(seg_start[:4]), dg.len.eq(seg_len),
+                     dg.nb0.eq(nb0), dg.short.eq(seg_len < 16),
+                     dg.empty.eq(seg_end == seg_start), dg.bad.eq(seg_end < seg_start)]
         with m.If(ptr_valid):
             m.d.sync += wptr.eq(wptr + 1)
 
         # --- bit buffer --------------------------------------------------------------------
         buf = Signal(B)  # valid bits MSB-aligned: buf[B-cnt : B]; bits below are zero
         cnt = Signal(range(B + 1))
-        inflight = Signal(range(33))  # bits of the fetch issued last cycle (land this cycle)
-        land_odd = Signal()
-        land_mask = Signal(32)  # the segment's bits [skip, end) of that window, MSB first
-        # where they go: window bit `skip` lands at the held count (<= B - 32 when a fetch lands,
-        # by the room rule), so the shift amount stays below B - 16 (one shifter level fewer)
-        land_sh = Signal(range(B - 15))
+        # the landing pipeline: a fetch issued at t reads the stream banks (data at t + 1, stage
+        # A: the window is aligned -- skip dropped, bits past the segment cleared -- and
+        # registered), then is merged behind the held bits at t + 2 (stage B: one shift by the
+        # held count, a register); decodable at t + 3
+        a_nb, a_odd, a_skip = Signal(6), Signal(), Signal(4)  # fetch in the memories
+        b_nb, b_bits = Signal(6), Signal(32)  # aligned window being merged
 
-        # --- fetcher (registers and the FIFO peek only) ------------------------------------
+        # --- fetcher (registers and the FIFO peek, or the digest being written: bypass) -----
         seg_active = Signal()  # mid-segment: more fetches of the current segment to go
-        f_ea, f_oa, f_odd = Signal.like(q_wr.data.ea), Signal.like(q_wr.data.oa), Signal()
+        f_ea, f_oa, f_odd = Signal.like(dg.ea), Signal.like(dg.oa), Signal()
         f_left = Signal(p.ptr_width)  # bits of the segment after the next fetch's
         f_nb = Signal(6)  # bits the next fetch of the segment brings: min(left, 32)
         m.d.comb += qf.addr.eq(fidx[:kq])
-        has_next = fidx != wptr
+        # the fetcher has caught up with the FIFO: take the entry being written this cycle
+        # directly, so a column's first fetch goes out at b + 1 (usable at b + 4)
+        bypass = ptr_valid & (fidx == wptr)
+        has_next = (fidx != wptr) | ptr_valid
+        nx = Signal(queue_layout(p))
+        m.d.comb += nx.eq(Mux(bypass, dg.as_value(), qf.data.as_value()))
         ea, oa, odd = Signal.like(f_ea), Signal.like(f_oa), Signal()
-        skip, left = Signal(4), Signal(p.ptr_width)
-        nb, endb = Signal(6), Signal(6)
-        m.d.comb += [ea.eq(Mux(seg_active, f_ea, qf.data.ea)), oa.eq(Mux(seg_active, f_oa, qf.data.oa)),
-                     odd.eq(Mux(seg_active, f_odd, qf.data.odd)),
-                     skip.eq(Mux(seg_active, 0, qf.data.skip)),
-                     left.eq(Mux(seg_active, f_left, qf.data.len)),
-                     nb.eq(Mux(seg_active, f_nb, qf.data.nb0)),
-                     endb.eq(Mux(seg_active, f_nb, qf.data.end0))]
-        seg_skip = ~seg_active & (qf.data.empty | qf.data.bad)  # nothing to fetch: pass it
-        room = Signal()
-        m.d.comb += room.eq((cnt + inflight) <= (B - 32))
+        skip, nb = Signal(4), Signal(6)
+        m.d.comb += [ea.eq(Mux(seg_active, f_ea, nx.ea)), oa.eq(Mux(seg_active, f_oa, nx.oa)),
+                     odd.eq(Mux(seg_active, f_odd, nx.odd)),
+                     skip.eq(Mux(seg_active, 0, nx.skip)),
+                     nb.eq(Mux(seg_active, f_nb, nx.nb0))]
+        seg_skip = ~seg_active & (nx.empty | nx.bad)  # nothing to fetch: pass it
+        room = Signal()  # both fetches in flight counted: registers only
+        m.d.comb += room.eq((cnt + a_nb + b_nb) <= (B - 32))
         do_fetch, do_pass = Signal(), Signal()
         m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_skip & room),
                      do_pass.eq(has_next & seg_skip)]
         m.d.comb += [se_addr.eq(ea), so_addr.eq(oa)]
-        mask = Signal(32)
-        m.d.comb += mask.eq((Const(0xFFFFFFFF, 32) >> skip) & ~(Const(0xFFFFFFFF, 32) >> endb))
-        m.d.sync += [inflight.eq(Mux(do_fetch, nb, 0)), land_odd.eq(odd),
-                     land_mask.eq(Mux(do_fetch, mask, 0))]
+        m.d.sync += [a_nb.eq(Mux(do_fetch, nb, 0)), a_odd.eq(odd), a_skip.eq(skip)]
+        # after this fetch: from registers (mid-segment, FIFO), or precomputed from the pointers
+        # (bypass: no subtraction after the pointer memories' outputs)
         rest = Signal(p.ptr_width)
-        m.d.comb += rest.eq(left - nb)
+        m.d.comb += rest.eq(Mux(seg_active, f_left, qf.data.len) - Mux(seg_active, f_nb, qf.data.nb0))
+        first_bypass = ~seg_active & bypass
         with m.If(do_fetch):
-            m.d.sync += [f_ea.eq(ea + 1), f_oa.eq(oa + 1), f_odd.eq(odd), f_left.eq(rest),
-                         f_nb.eq(Mux(rest < 32, rest, 32)), seg_active.eq(rest != 0)]
+            m.d.sync += [f_ea.eq(ea + 1), f_oa.eq(oa + 1), f_odd.eq(odd),
+                         f_left.eq(Mux(first_bypass, rest0, rest)),
+                         f_nb.eq(Mux(first_bypass, nb1, Mux(rest < 32, rest, 32))),
+                         seg_active.eq(Mux(first_bypass, more0, rest != 0))]
         with m.If((do_fetch & ~seg_active) | do_pass):
             m.d.sync += fidx.eq(fidx + 1)
-        m.d.sync += landed.eq(fidx)  # a first fetch issued at t is usable at t + 2
+        landed1 = Signal.like(landed)
+        m.d.sync += [landed1.eq(fidx), landed.eq(landed1)]  # first fetch issued at t: usable t + 3
 
-        # landing: the 32-bit window (first word high), masked, at the registered position
-        first_w = Mux(land_odd, so_data, se_data)
-        second_w = Mux(land_odd, se_data, so_data)
-        win = Signal(32)
-        m.d.comb += win.eq(Cat(second_w, first_w) & land_mask)
+        # stage A: the 32-bit window (first word high), skip bits dropped, a_nb bits kept
+        first_w = Mux(a_odd, so_data, se_data)
+        second_w = Mux(a_odd, se_data, so_data)
+        aligned = (Cat(second_w, first_w) << a_skip)[:32] & ~(Const(0xFFFFFFFF, 32) >> a_nb)
+        m.d.sync += [b_bits.eq(aligned), b_nb.eq(a_nb)]
+        # stage B: behind the held bits (cnt <= B - 32 whenever b_nb > 0, by the room rule)
+        sh = cnt[: max(1, (B - 32).bit_length())]
         placed = Signal(B)
-        m.d.comb += placed.eq((Cat(Const(0, B - 16), win) >> land_sh)[:B])
+        m.d.comb += placed.eq(Cat(Const(0, B - 32), b_bits) >> sh)
 
         # --- decoder: the loop -------------------------------------------------------------
         active = Signal()  # mid-column
@@ -273,13 +291,13 @@ class PE(wiring.Component):
         m.d.comb += [length.eq(encode_onehot(first)), consumed.eq(Mux(go, length, 0))]
         merged = Signal(B)
         m.d.comb += merged.eq(buf | placed)
-        # the shift is selected by the one-hot length alone (a function of the comparators); `go`
-        # only picks shifted or not. A corrupt code shifts garbage: `error` stops the PE anyway
-        shifted = Signal(B)
-        m.d.comb += shifted.eq(or_reduce([Mux(first[k], (merged << (k + 1))[:B], 0) for k in range(L)]))
-        m.d.sync += [buf.eq(Mux(go, shifted, merged)),
-                     cnt.eq(cnt - consumed + inflight),
-                     land_sh.eq(cnt - consumed + inflight + 16 - skip)]
+        # one AND-OR over the L + 1 shifted copies (0 .. L bits), selected one-hot by `~go` and
+        # `go & first[k]` (one LUT each): no separate "shift or hold" mux level. A corrupt code
+        # (no length) clears the buffer: `error` stops the PE anyway
+        shift_sel = Signal(L + 1)
+        m.d.comb += shift_sel.eq(Cat(~go, first & go.replicate(L)))
+        m.d.sync += [buf.eq(or_reduce([Mux(shift_sel[k], (merged << k)[:B], 0) for k in range(L + 1)])),
+                     cnt.eq(cnt - consumed + b_nb)]
 
         # column bookkeeping (off the loop: into registers)
         dec_rem = Signal(p.ptr_width)
@@ -325,9 +343,7 @@ class PE(wiring.Component):
         sym = sym_rd.data
         z = Signal(p.sym_width)
         w = Signal(p.wbits_max)
-        wmask = Signal(p.wbits_max)
-        m.d.comb += [wmask.eq((Const(1, p.wbits_max + 1) << cfg.wbits) - 1),
-                     z.eq(sym >> cfg.wbits), w.eq(sym & wmask)]
+        m.d.comb += [z.eq(sym[p.wbits_max:]), w.eq(sym[:p.wbits_max])]  # fields: params.contents
         pos_new = Signal(pos_w)
         m.d.comb += pos_new.eq(Mux(s2_first, z, pos + z + 1))
         past = (pos_new * p.n_pes + self.index) >= cfg.rows
@@ -361,6 +377,14 @@ class PE(wiring.Component):
         # --- tail: accumulator + bias ---------------------------------------------------------
         m.d.comb += [bias_rd.addr.eq(cfg.bias_base + self.tail_addr),
                      self.tail_sum.eq(acc_rd.data.as_signed() + bias_rd.data.as_signed())]
+        # acc + bias > best  <=>  acc + bias + ~best >= 0 (34 bits): carry-save, then one adder
+        ta, tb, tc = Signal(signed(34)), Signal(signed(34)), Signal(signed(34))
+        m.d.comb += [ta.eq(acc_rd.data.as_signed()), tb.eq(bias_rd.data.as_signed()),
+                     tc.eq(~self.tail_best)]
+        t_sum = ta.as_unsigned() ^ tb.as_unsigned() ^ tc.as_unsigned()
+        t_carry = Cat(Const(0, 1), ((ta & tb) | (ta & tc) | (tb & tc)).as_unsigned()[:33])
+        t_tot = Signal(34)
+        m.d.comb += [t_tot.eq(t_sum + t_carry), self.tail_gt.eq(~t_tot[33])]
 
         # busy tokens: every popped column (empty ones too) and every decoded entry keeps the
         # PE busy until its slot has left the 4-stage MAC pipeline (the model's drain)
@@ -372,7 +396,8 @@ class PE(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [wptr.eq(0), fidx.eq(0), landed.eq(0), head.eq(0), count.eq(0),
-                         ptr_valid.eq(0), seg_active.eq(0), inflight.eq(0), cnt.eq(0), buf.eq(0),
+                         ptr_valid.eq(0), seg_active.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0),
+                         landed1.eq(0), cnt.eq(0), buf.eq(0),
                          active.eq(0), s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), s4_valid.eq(0),
                          t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0),
                          self.error.eq(0), self.starve.eq(0)]

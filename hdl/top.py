@@ -96,6 +96,7 @@ class Accelerator(wiring.Component):
                 pe.tail_rd.eq(seq.tail_rd), pe.tail_addr.eq(seq.tail_addr),
                 pe.tail_clear.eq(seq.tail_clear[q]),
                 seq.tail_sum[q].eq(pe.tail_sum),
+                pe.tail_best.eq(seq.tail_best), seq.tail_gt[q].eq(pe.tail_gt),
                 seq.pe_busy[q].eq(pe.busy), seq.pe_error[q].eq(pe.error),
                 rq.i.valid.eq(seq.rq_en[q]), rq.i.payload.acc.eq(pe.tail_sum),
                 rq.i.payload.tag.eq(seq.rq_tag), rq.mult.eq(seq.cfg.mult), rq.shift.eq(seq.cfg.shift),
