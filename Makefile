@@ -37,8 +37,9 @@ demo: $(STAMP)
 	$(BIN)/deepcomp verilog --rom $(OUT)/model.rom --pes $(PES) -o $(OUT)/verilog
 	$(BIN)/deepcomp sim --rom $(OUT)/model.rom --pes $(PES) $(DATA) --images 20 --build-dir $(OUT)/sim_build
 
+# One test file per worker (--dist loadfile): module-scoped Verilator builds are made once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

