@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from compressor.binfmt import read_file
+from compressor.binfmt import atomic_write, read_file
 from compressor.cli import add_data_args, command, emit
 from compressor.data import load_dataset
 from compressor.errors import DeepcompError
@@ -103,6 +104,8 @@ def run_build(args: argparse.Namespace) -> int:
         cells = (f"{rep['luts']}/{rep['luts_available']} LUT4, {rep['bram']}/{rep['bram_available']} DP16KD, "
                  f"{rep['dsp']}/{rep['dsp_available']} MULT18X18D")
     rep["rom"] = str(args.rom)
+    # the report also lands beside the bitstream, so a build directory documents itself
+    atomic_write(Path(args.out) / "report.json", (json.dumps(rep, indent=1) + "\n").encode())
     fmax = "n/a" if rep["fmax_mhz"] is None else f"{rep['fmax_mhz']:.1f} MHz"
     emit(args, rep, f"{rep['bitstream']}: {cells}, Fmax {fmax} vs target {rep['target_mhz']:g} MHz"
          f"{'' if rep['timing_met'] else ' (TIMING NOT MET: rebuild with a lower --freq)'}, "

@@ -29,6 +29,7 @@ from compressor.rom import parse
 from hdl.params import EngineParams, fit
 
 from .device import BoardCore
+from .pins import connect_uart_and_leds
 from .yowasp import NAME, run_build, used
 
 F_IN_MHZ = 12.0
@@ -111,14 +112,12 @@ class ICEBreakerTop(Elaboratable):
             i_PACKAGEPIN=clk_pin.io, i_RESETB=1, i_BYPASS=0,
             o_PLLOUTGLOBAL=cd.clk, o_LOCK=lock,
         )
-        platform.add_clock_constraint(cd.clk, self.freq_mhz * 1e6)
+        # no add_clock_constraint here (as in ulx3s.py): nextpnr derives the PLL output's
+        # constraint from clk12's 12 MHz and the dividers; a net constraint would not find the net
         m.submodules.rst = ResetSynchronizer(~lock, domain="sync")
 
-        uart = platform.request("uart", 0)
         m.submodules.core = core = BoardCore(self.image, self.divisor, self.params)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx),
-                     platform.request("led", 0).o.eq(core.error),
-                     platform.request("led", 1).o.eq(core.loaded)]
+        connect_uart_and_leds(m, platform, core.rx, core.tx, (core.error, core.loaded))
         return m
 
 

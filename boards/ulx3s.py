@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from compressor.errors import DeepcompError
 
 from .device import BoardCore
+from .pins import connect_uart_and_leds
 from .yowasp import NAME, run_build, used
 
 F_IN_MHZ = 25.0
@@ -72,7 +74,7 @@ class ULX3STop(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        clk25 = platform.request("clk25", 0)
+        m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         clk = Signal(name="pll_clk")
         lock = Signal(name="pll_lock")
         p = self.pll
@@ -97,11 +99,8 @@ class ULX3STop(Elaboratable):
         # no add_clock_constraint here: nextpnr derives the PLL output's constraint from the
         # clk25 port's 25 MHz and the EHXPLLL dividers (a net constraint would not find the net)
 
-        uart = platform.request("uart", 0)
         m.submodules.core = core = BoardCore(self.image, self.divisor)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
-        for i, sig in enumerate((core.loaded, core.error, core.running)):
-            m.d.comb += platform.request("led", i).o.eq(sig)
+        connect_uart_and_leds(m, platform, core.rx, core.tx, (core.loaded, core.error, core.running))
         return m
 
 
