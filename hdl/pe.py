@@ -80,6 +80,21 @@ from .params import EngineParams, bits_for
 from .spram import SinglePortRAM
 
 
+def column_flags(ptr_even: list[int], ptr_odd: list[int]) -> list[int]:
+    """Per pointer row g, ``bad << 1 | empty`` of the column that starts there.
+
+    ``empty`` = ``ptr[g + 1] == ptr[g]``, ``bad`` = ``ptr[g + 1] < ptr[g]``. They are
+    functions of the pointer memories' contents alone, so they are stored beside them
+    (one 2-bit-wide block RAM) instead of being compared after the pointer reads: those
+    two comparators sat on the iCE40 build's critical path (pointer RAM -> digest ->
+    bypass -> fetch enable). Same values, same cycle, less logic.
+    """
+    rows = [0] * (len(ptr_even) + len(ptr_odd))
+    rows[0::2], rows[1::2] = ptr_even, ptr_odd
+    return [int(rows[g + 1] < rows[g]) << 1 | int(rows[g + 1] == rows[g])
+            for g in range(len(rows) - 1)]
+
+
 class PE(wiring.Component):
     """One processing element (see the module docstring for the pipeline).
 
@@ -102,7 +117,8 @@ class PE(wiring.Component):
         self.index = index
         self._init = dict(stream_even=stream_even or [], stream_odd=stream_odd or [],
                           ptr_even=ptr_even or [], ptr_odd=ptr_odd or [], bias=bias or [],
-                          codebook=codebook or [], symbols=symbols or [])
+                          codebook=codebook or [], symbols=symbols or [],
+                          col_flags=column_flags(ptr_even or [], ptr_odd or []))
         loader = {"load": In(stream_load_layout(p))} if p.loadable_streams else {}
         super().__init__({
             **loader,
@@ -149,13 +165,15 @@ class PE(wiring.Component):
             se_data, so_data = se_rd.data, so_rd.data
         m.submodules.p_even = p_even = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_even"])
         m.submodules.p_odd = p_odd = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_odd"])
+        m.submodules.p_flags = p_flags = Memory(shape=2, depth=max(2, p.ptr_rows),
+                                                init=init["col_flags"][: p.ptr_rows])
         m.submodules.bias = bias_mem = Memory(shape=32, depth=p.bias_depth, init=init["bias"])
         m.submodules.cb = cb_mem = Memory(shape=16, depth=p.cb_depth, init=init["codebook"])
         m.submodules.sym = sym_mem = Memory(shape=p.sym_width, depth=p.sym_depth, init=init["symbols"])
         m.submodules.acc = acc_mem = Memory(shape=32, depth=max(2, p.acc_depth), init=[])
         m.submodules.queue = queue = Memory(shape=queue_layout(p), depth=D, init=[])
 
-        pe_rd, po_rd = p_even.read_port(), p_odd.read_port()
+        pe_rd, po_rd, pf_rd = p_even.read_port(), p_odd.read_port(), p_flags.read_port()
         bias_rd, cb_rd, sym_rd = bias_mem.read_port(), cb_mem.read_port(), sym_mem.read_port()
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))  # forwarding for same-row hits
@@ -176,7 +194,7 @@ class PE(wiring.Component):
         # issue stage: read pointer rows g = ptr_base + col and g + 1 from the even/odd banks
         g = Signal(range(2 * p.ptr_rows + 2))
         m.d.comb += [g.eq(cfg.ptr_base + self.issue.payload.col),
-                     pe_rd.addr.eq((g + 1) >> 1), po_rd.addr.eq(g >> 1)]
+                     pe_rd.addr.eq((g + 1) >> 1), po_rd.addr.eq(g >> 1), pf_rd.addr.eq(g)]
         ptr_valid, ptr_odd, ptr_act = Signal(), Signal(), Signal(8)
         m.d.sync += [ptr_valid.eq(issued), ptr_odd.eq(g[0]), ptr_act.eq(self.issue.payload.act)]
         # b+1: digest the segment for the fetcher and the decoder (off their paths)
@@ -199,7 +217,7 @@ class PE(wiring.Component):
                      dg.act.eq(ptr_act), dg.ea.eq((word0 + 1) >> 1), dg.oa.eq(word0 >> 1),
                      dg.odd.eq(word0[0]), dg.skip.eq(seg_start[:4]), dg.len.eq(seg_len),
                      dg.nb0.eq(nb0), dg.short.eq(seg_len < 16),
-                     dg.empty.eq(seg_end == seg_start), dg.bad.eq(seg_end < seg_start)]
+                     dg.empty.eq(pf_rd.data[0]), dg.bad.eq(pf_rd.data[1])]
         with m.If(ptr_valid):
             m.d.sync += wptr.eq(wptr + 1)
 
@@ -310,7 +328,17 @@ class PE(wiring.Component):
         enough = (cnt >= L) | (dr_short & ((cnt >= 16) | (cnt[:4] >= dec_rem[:4])))
         stall = Signal()
         m.d.comb += [stall.eq(want & ~enough), go.eq(want & enough)]
-        cross = go & lt.any() & (length > dec_rem)  # a code crossing the column end
+        # the code's length against the rest of the column without the `dec_rem - length`
+        # borrow chain: dec_rem is known before the comparators settle, so test it against
+        # each possible length k + 1 <= 16 (its low 5 bits, upper bits zero) in parallel and
+        # let the one-hot length pick the answer
+        lo5, hi_zero = dec_rem[:5], dec_rem[5:] == 0
+        cross = go & hi_zero & or_reduce([first[k] & (lo5 <= k) for k in range(L)])  # past the end
+        col_ends = hi_zero & ((~lt.any() & (lo5 == 0)) |
+                              or_reduce([first[k] & (lo5 == k + 1) for k in range(L)]))
+        # rem - length < 16 <=> rem < 16 + length: also without the chain
+        next_short = hi_zero & ((~lt.any() & (lo5 < 16)) |
+                                or_reduce([first[k] & (lo5 < k + 17) for k in range(L)]))
         pop = Signal()
         m.d.comb += pop.eq(start_col & ~stall)
         with m.If(pop):
@@ -319,7 +347,7 @@ class PE(wiring.Component):
         rem_next = Signal(p.ptr_width)
         m.d.comb += rem_next.eq(dec_rem - length)
         with m.If(go):
-            m.d.sync += [rem.eq(rem_next), rem_short.eq(rem_next < 16), active.eq(dec_rem != length)]
+            m.d.sync += [rem.eq(rem_next), rem_short.eq(next_short), active.eq(~col_ends)]
         with m.If(stall):
             m.d.sync += self.starve.eq(1)
 
