@@ -36,6 +36,8 @@ number of cycles, so the engine always answers.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -48,13 +50,7 @@ from .params import Contents, EngineParams
 def _layer_init(c: Contents | None, p: EngineParams) -> list[dict]:
     if c is None:
         return []
-    out = []
-    for w in c.layers[: p.max_layers]:
-        out.append(dict(rows=w.rows, cols=w.cols, wbits=w.wbits, zbits=w.zbits, relu=w.relu,
-                        shift=w.shift, mult=w.mult, n_sym=w.n_sym, sym_base=w.sym_base,
-                        cb_base=w.cb_base, bias_base=w.bias_base, ptr_base=w.ptr_base,
-                        limit=w.limit, offset=w.offset))
-    return out
+    return [asdict(w) for w in c.layers[: p.max_layers]]  # LayerWord's fields = layer_layout's
 
 
 class Sequencer(wiring.Component):

@@ -149,6 +149,9 @@ class Contents:
     stream_odd: list[list[int]]  # per PE, words 1, 3, 5, ...
     ptr_even: list[list[int]]  # per PE, pointer rows 0, 2, 4, ... (all layers, base per layer)
     ptr_odd: list[list[int]]
+    # per PE and pointer row g: bad << 1 | empty of the column starting there (ptr[g + 1] < / ==
+    # ptr[g]); stored beside the pointers so the PE need not compare after its pointer reads
+    ptr_flags: list[list[int]]
     bias: list[list[int]]  # per PE, local rows of all layers
     codebook: list[int]  # shared contents, one physical copy per PE
     symbols: list[int]
@@ -218,7 +221,7 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
                 ptr_pe[q] += [0] * (ly.cols + 1)
         bias_base += local_rows
         ptr_base += ly.cols + 1
-    s_even, s_odd, p_even, p_odd = [], [], [], []
+    s_even, s_odd, p_even, p_odd, p_flags = [], [], [], [], []
     half_s = p.stream_words // 2 + p.stream_words % 2
     half_p = p.ptr_rows // 2 + p.ptr_rows % 2
     for q in range(n):
@@ -233,8 +236,11 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
         rows_q = [v & mask for v in ptr_pe[q]]
         p_even.append(_clip(rows_q[0::2], half_p, f"PE {q} pointers", notes))
         p_odd.append(_clip(rows_q[1::2], half_p, f"PE {q} pointers", notes))
+        r = np.array(rows_q, dtype=np.int64)
+        flags = ((r[1:] < r[:-1]).astype(int) << 1 | (r[1:] == r[:-1])).tolist()
+        p_flags.append((flags + [0] * p.ptr_rows)[: p.ptr_rows])  # clipping noted above
         bias_pe[q] = _clip(bias_pe[q], p.bias_depth, f"PE {q} biases", notes)
-    return Contents(header, layers, s_even, s_odd, p_even, p_odd, bias_pe,
+    return Contents(header, layers, s_even, s_odd, p_even, p_odd, p_flags, bias_pe,
                     _clip(cb_all, p.cb_depth, "codebooks", notes),
                     _clip(sym_all, p.sym_depth, "symbols", notes), notes)
 

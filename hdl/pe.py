@@ -80,21 +80,6 @@ from .params import EngineParams, bits_for
 from .spram import SinglePortRAM
 
 
-def column_flags(ptr_even: list[int], ptr_odd: list[int]) -> list[int]:
-    """Per pointer row g, ``bad << 1 | empty`` of the column that starts there.
-
-    ``empty`` = ``ptr[g + 1] == ptr[g]``, ``bad`` = ``ptr[g + 1] < ptr[g]``. They are
-    functions of the pointer memories' contents alone, so they are stored beside them
-    (one 2-bit-wide block RAM) instead of being compared after the pointer reads: those
-    two comparators sat on the iCE40 build's critical path (pointer RAM -> digest ->
-    bypass -> fetch enable). Same values, same cycle, less logic.
-    """
-    rows = [0] * (len(ptr_even) + len(ptr_odd))
-    rows[0::2], rows[1::2] = ptr_even, ptr_odd
-    return [int(rows[g + 1] < rows[g]) << 1 | int(rows[g + 1] == rows[g])
-            for g in range(len(rows) - 1)]
-
-
 class PE(wiring.Component):
     """One processing element (see the module docstring for the pipeline).
 
@@ -112,13 +97,13 @@ class PE(wiring.Component):
     """
 
     def __init__(self, p: EngineParams, index: int, *, stream_even=None, stream_odd=None,
-                 ptr_even=None, ptr_odd=None, bias=None, codebook=None, symbols=None):
+                 ptr_even=None, ptr_odd=None, ptr_flags=None, bias=None, codebook=None, symbols=None):
         self.p = p
         self.index = index
         self._init = dict(stream_even=stream_even or [], stream_odd=stream_odd or [],
                           ptr_even=ptr_even or [], ptr_odd=ptr_odd or [], bias=bias or [],
-                          codebook=codebook or [], symbols=symbols or [],
-                          col_flags=column_flags(ptr_even or [], ptr_odd or []))
+                          ptr_flags=ptr_flags or [], codebook=codebook or [],
+                          symbols=symbols or [])
         loader = {"load": In(stream_load_layout(p))} if p.loadable_streams else {}
         super().__init__({
             **loader,
@@ -165,8 +150,9 @@ class PE(wiring.Component):
             se_data, so_data = se_rd.data, so_rd.data
         m.submodules.p_even = p_even = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_even"])
         m.submodules.p_odd = p_odd = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_odd"])
-        m.submodules.p_flags = p_flags = Memory(shape=2, depth=max(2, p.ptr_rows),
-                                                init=init["col_flags"][: p.ptr_rows])
+        # bad << 1 | empty per pointer row (params.contents): no comparators after the pointer
+        # reads, which sat on the iCE40 critical path (pointer RAM -> digest -> fetch enable)
+        m.submodules.p_flags = p_flags = Memory(shape=2, depth=max(2, p.ptr_rows), init=init["ptr_flags"])
         m.submodules.bias = bias_mem = Memory(shape=32, depth=p.bias_depth, init=init["bias"])
         m.submodules.cb = cb_mem = Memory(shape=16, depth=p.cb_depth, init=init["codebook"])
         m.submodules.sym = sym_mem = Memory(shape=p.sym_width, depth=p.sym_depth, init=init["symbols"])

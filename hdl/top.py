@@ -67,8 +67,8 @@ class Accelerator(wiring.Component):
         for q in range(n):
             kw = {}
             if c is not None:
-                kw = dict(ptr_even=c.ptr_even[q], ptr_odd=c.ptr_odd[q], bias=c.bias[q],
-                          codebook=c.codebook, symbols=c.symbols)
+                kw = dict(ptr_even=c.ptr_even[q], ptr_odd=c.ptr_odd[q], ptr_flags=c.ptr_flags[q],
+                          bias=c.bias[q], codebook=c.codebook, symbols=c.symbols)
                 if not p.loadable_streams:
                     kw.update(stream_even=c.stream_even[q], stream_odd=c.stream_odd[q])
             pe = PE(p, q, **kw)

@@ -23,10 +23,6 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from sim.runner import bench_output, bench_params
 
 
-async def _tick(dut) -> None:
-    await RisingEdge(dut.clk)
-
-
 @cocotb.test()
 async def run(dut):
     """Issue every column, wait until the PE is idle, read the accumulators back."""
@@ -37,9 +33,9 @@ async def run(dut):
     dut.cfg.value = params["cfg"]
     dut.rst.value = 1
     for _ in range(2):
-        await _tick(dut)
+        await RisingEdge(dut.clk)
     dut.rst.value = 0
-    await _tick(dut)
+    await RisingEdge(dut.clk)
 
     t = 0
     for word in params["issues"]:
@@ -48,7 +44,7 @@ async def run(dut):
         while True:
             await ReadOnly()
             ready = int(dut.issue__ready.value)
-            await _tick(dut)
+            await RisingEdge(dut.clk)
             t += 1
             if ready:
                 break
@@ -59,18 +55,18 @@ async def run(dut):
         if not int(dut.busy.value):
             timeout = False
             break
-        await _tick(dut)
+        await RisingEdge(dut.clk)
         t += 1
     error, starve = int(dut.error.value), int(dut.starve.value)
-    await _tick(dut)
+    await RisingEdge(dut.clk)
 
     sums = []
     for r in range(params["rows"]):
         dut.tail_addr.value = r
         dut.tail_rd.value = 1
-        await _tick(dut)
+        await RisingEdge(dut.clk)
         dut.tail_rd.value = 0
         await ReadOnly()
         sums.append(dut.tail_sum.value.to_signed())
-        await _tick(dut)
+        await RisingEdge(dut.clk)
     bench_output({"cycles": t, "sums": sums, "error": error, "starve": starve, "timeout": timeout})

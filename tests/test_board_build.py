@@ -14,15 +14,16 @@ import json
 import numpy as np
 import pytest
 
+from boards.cli import BITSTREAM
 from compressor.rom import build
 from sim.testnets import extreme_net
 
 pytest.importorskip("amaranth_boards")
 
-# board -> (bitstream, target MHz, LUTs / block RAMs / DSPs on the device)
+# board -> (target MHz, LUTs / block RAMs / DSPs on the device)
 BOARDS = {
-    "icebreaker": ("deepcomp.bin", 24.0, (5280, 30, 8)),
-    "ulx3s": ("deepcomp.bit", 50.0, (83640, 208, 156)),
+    "icebreaker": (24.0, (5280, 30, 8)),
+    "ulx3s": (50.0, (83640, 208, 156)),
 }
 
 
@@ -38,7 +39,7 @@ def looks_like_bitstream(board: str, data: bytes) -> bool:
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_bitstream_builds(board, cli, tmp_path):
     pytest.importorskip(f"yowasp_nextpnr_{'ice40' if board == 'icebreaker' else 'ecp5'}")
-    name, target, (luts, brams, dsps) = BOARDS[board]
+    name, (target, (luts, brams, dsps)) = BITSTREAM[board], BOARDS[board]
     rom = tmp_path / "tiny_n1.rom"
     rom.write_bytes(build(extreme_net(np.random.default_rng(1234)), 1))
     out = tmp_path / board

@@ -6,6 +6,8 @@ against the cycle model's per-PE rule: column k takes ``max(entries, 1)``
 cycles and the whole run costs a constant fill + drain on top of their sum.
 """
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
@@ -21,9 +23,6 @@ pytest.importorskip("cocotb_tools")
 
 from sim.runner import build_component, run_bench  # noqa: E402
 
-CFG_FIELDS = ("rows", "cols", "wbits", "zbits", "relu", "shift", "mult", "n_sym", "sym_base",
-              "cb_base", "bias_base", "ptr_base", "limit", "offset")
-
 
 def pe_run(layer: IntLayer, cols: list[int], acts: list[int], build_dir, max_len: int = 12):
     """Issue (col, act) pairs back to back into PE 0 of a 1-PE engine; return
@@ -33,9 +32,10 @@ def pe_run(layer: IntLayer, cols: list[int], acts: list[int], build_dir, max_len
     p = fit(rom)
     c = contents(rom, p)
     pe = PE(p, 0, stream_even=c.stream_even[0], stream_odd=c.stream_odd[0], ptr_even=c.ptr_even[0],
-            ptr_odd=c.ptr_odd[0], bias=c.bias[0], codebook=c.codebook, symbols=c.symbols)
+            ptr_odd=c.ptr_odd[0], ptr_flags=c.ptr_flags[0], bias=c.bias[0], codebook=c.codebook,
+            symbols=c.symbols)
     w = c.layers[0]
-    cfg = pe.cfg.shape().const({k: getattr(w, k) for k in CFG_FIELDS}).as_value().value
+    cfg = pe.cfg.shape().const(asdict(w)).as_value().value
     issue = issue_layout(p)
     words = [issue.const({"col": col, "act": act}).as_value().value
              for col, act in zip(cols, acts, strict=True)]

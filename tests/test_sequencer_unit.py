@@ -20,7 +20,7 @@ own timing, so the bench checks the sequencer's share of the cycle model exactly
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -38,8 +38,6 @@ T = Timing()
 BC_PRIME = 2  # hdl/broadcast.py: `start` in cycle s reads group 0, the scan starts in s + 2
 RQ_PIPE = 4  # hdl/requant.py: an input accepted in cycle t is written to its bank in t + 4
 POISON = 0x2BADBEEF  # a fake PE's tail_sum when it was not read the cycle before
-LAYER_FIELDS = ("rows", "cols", "wbits", "zbits", "relu", "shift", "mult", "n_sym", "sym_base",
-                "cb_base", "bias_base", "ptr_base", "limit", "offset")
 
 
 def s32(v: int) -> int:
@@ -96,7 +94,7 @@ def setup_image(n: int = N) -> tuple[EngineParams, Contents]:
 
 
 def desc_bits(p: EngineParams, w) -> int:
-    return layer_layout(p).const({k: getattr(w, k) for k in LAYER_FIELDS}).as_bits()
+    return layer_layout(p).const(asdict(w)).as_bits()
 
 
 class Bench:
