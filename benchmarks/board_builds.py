@@ -37,9 +37,9 @@ DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
 
 def golden_cycles(rom_path: Path, data_dir: Path) -> dict:
-    from compressor.data import load_dataset
-    from compressor.rom import load
-    from sim.golden import decode_rom, infer
+    from compressor.contract.data import load_dataset
+    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.rom import load
 
     data = load_dataset("mnist", data_dir)
     x = data.test.images.reshape(len(data.test), -1)

@@ -23,10 +23,10 @@ from bitarray import bitarray
 
 from compressor.checkpoint import save_dense
 from compressor.commands import meta_path
-from compressor.container import load, save
-from compressor.data import load_dataset
-from compressor.huffman import entropy_bits
-from compressor.models import build, count_params
+from compressor.contract.container import load, save
+from compressor.contract.data import load_dataset
+from compressor.contract.huffman import entropy_bits
+from compressor.models import build, count_params, to_module
 from compressor.pipeline import CompressConfig, compress
 from compressor.prune import PruneConfig
 from compressor.stats import format_table, layer_stats
@@ -113,7 +113,7 @@ def main() -> None:
     meta_path(dcz).write_text(json.dumps(report, indent=1))
     out.with_suffix(".pt").unlink()  # the dense checkpoint is not a result
     back = load(dcz)
-    err = error_rate(back.to_module(), data.test)
+    err = error_rate(to_module(back), data.test)
     report["stages"]["dense"]["seconds"] = round(t_dense, 1)
     result = {
         "arch": args.arch, "params": count_params(model), "dense_bytes": cm.dense_bytes(),

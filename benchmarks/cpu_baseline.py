@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from compressor.container import load
-from compressor.data import load_dataset
-from compressor.fixedpoint import run_int
+from compressor.contract.container import load
+from compressor.contract.data import load_dataset
+from compressor.contract.fixedpoint import run_int
+from compressor.models import to_module
 from compressor.rom_cli import int_layers_for
 from compressor.train import to_tensor
 
@@ -45,7 +46,7 @@ def main() -> None:
     cm = load(RESULTS / "lenet300_mnist.dcz")
     data = load_dataset("mnist", args.data_dir)
     imgs = data.test.images[: args.images]
-    model = cm.to_module().eval()
+    model = to_module(cm).eval()
     xs = [to_tensor(imgs[i : i + 1]) for i in range(len(imgs))]
     sparse = [(torch.from_numpy(r.weight()).to_sparse_csr(), torch.from_numpy(r.bias)) for r in cm.layers]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from compressor.errors import FormatError
-from compressor.rom import build, parse
-from sim.golden import decode_rom, infer
+from compressor.contract.errors import FormatError
+from compressor.contract.golden import decode_rom, infer
+from compressor.contract.rom import build, parse
 from sim.testnets import extreme_net
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"

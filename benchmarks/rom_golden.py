@@ -16,12 +16,13 @@ import json
 import time
 from pathlib import Path
 
-from compressor.container import load
-from compressor.data import load_dataset
-from compressor.rom import build, column_length_bytes, parse, section_sizes
+from compressor.contract.container import load
+from compressor.contract.data import load_dataset
+from compressor.contract.golden import decode_rom, infer
+from compressor.contract.rom import build, column_length_bytes, parse, section_sizes
+from compressor.models import to_module
 from compressor.rom_cli import int_layers_for
 from compressor.train import error_rate
-from sim.golden import decode_rom, infer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -36,7 +37,7 @@ def main() -> None:
     cm = load(args.model)
     data = load_dataset("mnist", args.data_dir)
     x = data.test.images.reshape(len(data.test), -1)
-    float_err = error_rate(cm.to_module(), data.test)
+    float_err = error_rate(to_module(cm), data.test)
     layers, _ = int_layers_for(cm, "mnist", args.data_dir, 5000, 99.99)
     bound = max(layer.acc_bound() for layer in layers)
     rows = []

@@ -9,7 +9,7 @@ ROM image (`deepcomp rom ... --pes N`), elaborate and verilate the engine
 once (sim.engine_sim.build, the same build `deepcomp sim` makes), run the
 first K MNIST test images through it in chunks (sim.engine_sim.run; one
 simulator start per chunk) and compare every inference with the golden
-model (sim.golden; every logit, the class and the cycle count, as
+model (compressor.contract.golden; every logit, the class and the cycle count, as
 `deepcomp sim` does). Recorded: mismatches (must be 0), RTL error and the
 golden error on the same images (must be equal), cycles, ideal cycles and
 utilisation (ideal / actual, summed over the images), build and simulation
@@ -53,11 +53,11 @@ def make_rom(n: int, out: Path, data_dir: Path) -> tuple[Path, str]:
 def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, workdir: Path,
              on_chunk=None, max_seconds: float | None = None) -> dict:
     """Build the ROM and the Verilator model for N, run ``images`` test images; one record."""
-    from compressor.data import load_dataset
-    from compressor.rom import parse
+    from compressor.contract.data import load_dataset
+    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.rom import parse
     from sim import engine_sim
     from sim.cli import compare
-    from sim.golden import decode_rom, infer
     from sim.runner import verilator_environ
 
     if optimize:  # engine_sim.verilator_env keeps an environment that already has the PCH flag
@@ -144,7 +144,7 @@ def main() -> int:
     doc: dict = {"command": command, "model": str(MODEL.relative_to(ROOT)), "dataset": "mnist test set",
                  "images": images, "verilator_cxx": "optimized" if args.optimize else "-O0",
                  "machine": machine(),
-                 "compare": "every logit, class and cycle count vs sim.golden (as deepcomp sim)",
+                 "compare": "every logit, class and cycle count vs compressor.contract.golden (as deepcomp sim)",
                  "runs": []}
     if args.mode is None:
         doc = json.loads(out.read_text()) if out.is_file() else {}

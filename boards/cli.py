@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from compressor.binfmt import atomic_write, read_file
-from compressor.cli import add_data_args, command, emit
-from compressor.data import load_dataset
-from compressor.errors import DeepcompError
+from compressor.contract.binfmt import atomic_write, read_file
+from compressor.contract.cli import Command, add_data_args, emit
+from compressor.contract.data import load_dataset
+from compressor.contract.errors import DeepcompError
 
 BAUD = 115200
 BOARDS = ("ulx3s", "icebreaker")
@@ -48,7 +48,6 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     fl.set_defaults(board_run=run_flash)
 
 
-@command("board", "board flow: on-board inference over UART")(add_board_args)
 def run_board(args: argparse.Namespace) -> int:
     return args.board_run(args)
 
@@ -72,7 +71,7 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: Path, pes: int | None) -> bytes:
-    from compressor.rom import from_readmemh, parse
+    from compressor.contract.rom import from_readmemh, parse
 
     data = read_file(path)
     if data[:2] == b"//":
@@ -143,3 +142,6 @@ def run_flash(args: argparse.Namespace) -> int:
         raise DeepcompError(f"{args.board}: {cmd[0]} failed (no board connected?): {why}")
     print(f"{args.board}: programmed {cmd[-1]}")
     return 0
+
+
+BOARD = Command("board flow: on-board inference over UART", add_board_args, run_board)

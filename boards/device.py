@@ -270,7 +270,7 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, image: bytes, divisor: int, params=None) -> None:
-        from compressor.rom import parse
+        from compressor.contract.rom import parse
 
         self.image, self.divisor = image, divisor
         self.rom = parse(image, "<rom>")

@@ -12,9 +12,9 @@ import struct
 
 import numpy as np
 
-from compressor.errors import FormatError
-from compressor.rom import parse
-from sim.golden import decode_rom, infer
+from compressor.contract.errors import FormatError
+from compressor.contract.golden import decode_rom, infer
+from compressor.contract.rom import parse
 
 from .protocol import (
     CMD_SYNC,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from compressor.errors import DeepcompError
+from compressor.contract.errors import DeepcompError
 
 from .protocol import (
     REPLY_SYNC,

@@ -24,8 +24,8 @@ from pathlib import Path
 from amaranth import ClockDomain, Elaboratable, Instance, Module, Signal
 from amaranth.lib.cdc import ResetSynchronizer
 
-from compressor.errors import DeepcompError
-from compressor.rom import parse
+from compressor.contract.errors import DeepcompError
+from compressor.contract.rom import parse
 from hdl.params import EngineParams, fit
 
 from .device import BoardCore

@@ -16,7 +16,7 @@ from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, S
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
-from compressor.errors import DeepcompError
+from compressor.contract.errors import DeepcompError
 
 from .device import BoardCore
 from .pins import connect_uart_and_leds

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from compressor.errors import DeepcompError
+from compressor.contract.errors import DeepcompError
 from sim.runner import patched_environ
 
 NAME = "deepcomp"

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .binfmt import atomic_write, read_file
-from .errors import DeepcompError
+from .contract.binfmt import atomic_write, read_file
+from .contract.errors import DeepcompError
 from .models import build
 
 FORMAT = "deepcomp-dense-v1"

@@ -1,78 +1,55 @@
 """``deepcomp`` command line: one console script, one subcommand per stage.
 
-Every :class:`DeepcompError` becomes a single ``deepcomp: ...`` line on stderr
-and exit status 2: no tracebacks for problems the user can fix.
+The subcommands are the :class:`~compressor.contract.cli.Command` objects
+listed under the ``deepcomp.commands`` entry point group of
+``pyproject.toml`` (each package's ``cli`` module defines its own). Every
+:class:`DeepcompError` becomes a single ``deepcomp: ...`` line on stderr and
+exit status 2: no tracebacks for problems the user can fix.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
-from pathlib import Path
+from importlib.metadata import entry_points
 
-from .errors import DeepcompError
+from .contract.cli import Command, HelpFormatter
+from .contract.errors import DeepcompError
 
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def command(name: str, help: str):
-    """Register ``add_args`` / ``run`` pairs; modules of later stages add their own."""
-
-    def wrap(add_args):
-        def reg(run):
-            COMMANDS[name] = (help, add_args, run)
-            return run
-        return reg
-    return wrap
+GROUP = "deepcomp.commands"
 
 
-def floats(s: str) -> list[float]:
-    try:
-        return [float(v) for v in s.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
-
-
-def ints(s: str) -> list[int]:
-    try:
-        return [int(v) for v in s.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-
-
-def add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    p.add_argument("--dataset", choices=["mnist", "digits"], default=default,
-                   help="dataset (default: the one the model was trained on)")
-    p.add_argument("--data-dir", type=Path, help="directory with MNIST-format IDX files")
-
-
-def emit(args: argparse.Namespace, obj: dict, text: str) -> None:
-    print(json.dumps(obj) if getattr(args, "json", False) else text)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import commands  # noqa: F401  (registers the compressor subcommands)
-
-    for mod in ("compressor.rom_cli", "hdl.cli", "sim.cli", "boards.cli"):
+def load_commands() -> dict[str, Command]:
+    """Every registered subcommand, in the order ``pyproject.toml`` lists them."""
+    found: dict[str, Command] = {}
+    for ep in entry_points(group=GROUP):
         try:
-            __import__(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-    parser = argparse.ArgumentParser(prog="deepcomp", description=__doc__.splitlines()[0])
+            cmd = ep.load()
+        except ImportError as e:
+            raise DeepcompError(f"command {ep.name} ({ep.value}): cannot import {e.name or e}") from None
+        if not isinstance(cmd, Command):
+            raise DeepcompError(f"command {ep.name} ({ep.value}): not a deepcomp Command")
+        found.setdefault(ep.name, cmd)
+    if not found:
+        raise DeepcompError(f"no commands registered under '{GROUP}': install the package (pip install -e .)")
+    return found
+
+
+def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    commands = load_commands() if commands is None else commands
+    parser = argparse.ArgumentParser(
+        prog="deepcomp", description="Deep Compression to a ROM image, and the accelerator that runs it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_, add_args, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        add_args(p)
-        p.set_defaults(run=run)
+    for name, cmd in commands.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, formatter_class=HelpFormatter)
+        cmd.add_args(p)
+        p.set_defaults(run=cmd.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.run(args) or 0)
     except DeepcompError as e:
         print(f"deepcomp: {e}", file=sys.stderr)

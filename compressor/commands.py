@@ -7,17 +7,15 @@ import json
 import time
 from pathlib import Path
 
-from .binfmt import atomic_write
-from .checkpoint import load_dense, save_dense
-from .cli import add_data_args, command, emit, floats, ints
-from .container import CompressedModel, load, save
-from .data import load_dataset
-from .errors import DeepcompError
-from .models import DEFAULT_ARCH, build, count_params, input_size
-from .pipeline import CompressConfig
-from .prune import PruneConfig
-from .quantize import INITS
-from .train import FitConfig, error_rate, fit, seed_everything
+from .contract.binfmt import atomic_write
+from .contract.cli import Command, add_data_args, emit, floats, ints
+from .contract.container import CompressedModel, load, save
+from .contract.data import load_dataset
+from .contract.errors import DeepcompError
+from .kmeans import INITS
+
+# torch-based modules are imported inside the commands that use them, so
+# `deepcomp --help` and the hardware commands start without loading torch
 
 
 def zbits_arg(s: str) -> list[int] | str:
@@ -25,6 +23,8 @@ def zbits_arg(s: str) -> list[int] | str:
 
 
 def dataset_for_arch(arch: str) -> str:
+    from .models import input_size
+
     return "digits" if input_size(arch) == 64 else "mnist"
 
 
@@ -42,8 +42,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True)
 
 
-@command("train", "train a dense model (seeded) and save a .pt checkpoint")(add_train_args)
 def run_train(args: argparse.Namespace) -> int:
+    from .checkpoint import save_dense
+    from .models import DEFAULT_ARCH, build, input_size
+    from .train import FitConfig, error_rate, fit, seed_everything
+
     data = load_dataset(args.dataset, args.data_dir)
     arch = args.arch or DEFAULT_ARCH[data.name]
     model = build(arch)
@@ -82,10 +85,12 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-@command("compress", "prune, quantize and Huffman-code a dense checkpoint into a .dcz")(add_compress_args)
 def run_compress(args: argparse.Namespace) -> int:
-    from .pipeline import compress
+    from .checkpoint import load_dense
+    from .pipeline import CompressConfig, compress
+    from .prune import PruneConfig
     from .stats import format_table, layer_stats
+    from .train import FitConfig
 
     model, arch, trained_on, _ = load_dense(args.checkpoint)
     data = load_dataset(args.dataset or trained_on, args.data_dir)
@@ -125,11 +130,14 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def load_any(path: Path) -> tuple:
     """``(module, arch, dataset, CompressedModel | None)`` for a ``.pt`` or ``.dcz``."""
+    from .checkpoint import load_dense
+    from .models import to_module
+
     with open_or_fail(path) as head:
         magic = head.read(4)
     if magic == b"DCMP":
         cm = load(path)
-        return cm.to_module(), cm.arch, dataset_for_arch(cm.arch), cm
+        return to_module(cm), cm.arch, dataset_for_arch(cm.arch), cm
     model, arch, dataset, _ = load_dense(path)
     return model, arch, dataset, None
 
@@ -143,8 +151,10 @@ def open_or_fail(path: Path):
         raise DeepcompError(f"{path}: cannot read ({e.strerror})") from None
 
 
-@command("eval", "top-1 error and size of a .pt or .dcz")(add_eval_args)
 def run_eval(args: argparse.Namespace) -> int:
+    from .models import count_params
+    from .train import error_rate
+
     model, arch, dataset, cm = load_any(args.model)
     data = load_dataset(args.dataset or dataset, args.data_dir)
     err = error_rate(model, data.test)
@@ -162,7 +172,6 @@ def add_stats_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-@command("stats", "per-layer table in the columns of the paper's Table 2")(add_stats_args)
 def run_stats(args: argparse.Namespace) -> int:
     from .stats import format_table, layer_stats
 
@@ -176,7 +185,6 @@ def add_plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="directory for the PNGs")
 
 
-@command("plot", "figures: codebook over weights (Fig. 4), symbol histograms (Fig. 5), storage (Fig. 11)")(add_plot_args)
 def run_plot(args: argparse.Namespace) -> int:
     from .plot import plot_all
 
@@ -186,3 +194,10 @@ def run_plot(args: argparse.Namespace) -> int:
     for path in plot_all(cm, report, args.output):
         print(path)
     return 0
+
+
+TRAIN = Command("train a dense model (seeded) and save a .pt checkpoint", add_train_args, run_train)
+COMPRESS = Command("prune, quantize and Huffman-code a dense checkpoint into a .dcz", add_compress_args, run_compress)
+EVAL = Command("top-1 error and size of a .pt or .dcz", add_eval_args, run_eval)
+STATS = Command("per-layer table in the columns of the paper's Table 2", add_stats_args, run_stats)
+PLOT = Command("figures: codebook over weights (Fig. 4), symbol histograms (Fig. 5), storage (Fig. 11)", add_plot_args, run_plot)

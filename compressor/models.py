@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import DeepcompError
+from .contract.container import CompressedModel
+from .contract.errors import DeepcompError
 
 COMPRESSIBLE = (nn.Linear, nn.Conv2d)
 DEFAULT_ARCH = {"mnist": "lenet300", "digits": "mlp:64-100-50-10"}
@@ -111,3 +112,27 @@ def count_params(model: nn.Module) -> int:
 def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
     """A layer's weight as the matrix the sparse engine sees: (out, in * kh * kw)."""
     return weight.reshape(weight.shape[0], -1)
+
+
+def to_module(cm: CompressedModel, model: nn.Module | None = None) -> nn.Module:
+    """Load a ``.dcz``'s quantized weights into ``model``, or into a new ``build(cm.arch)``.
+
+    Without ``model`` the architecture string stored in the file must be one
+    :func:`build` knows (``lenet300``, ``lenet5``, ``mlp:...``); a custom
+    ``nn.Module`` is passed in by the caller, with the same compressible layers
+    in the same order and shapes.
+    """
+    model = model if model is not None else build(cm.arch)
+    layers = compressible_layers(model)
+    if len(layers) != len(cm.layers):
+        raise DeepcompError(
+            f"model has {len(layers)} compressible layers, the file has {len(cm.layers)}")
+    with torch.no_grad():
+        for (name, m), rec in zip(layers, cm.layers, strict=True):
+            if tuple(m.weight.shape) != rec.shape:
+                raise DeepcompError(f"layer {name}: shape {tuple(m.weight.shape)} != file's {rec.shape}")
+            m.weight.copy_(torch.from_numpy(rec.weight()))
+            if m.bias is not None and rec.bias is not None:
+                m.bias.copy_(torch.from_numpy(rec.bias))
+    model.eval()
+    return model

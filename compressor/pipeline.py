@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from .container import CompressedModel, LayerRecord, best_zbits
-from .data import Dataset
+from .contract.container import CompressedModel, LayerRecord, best_zbits
+from .contract.data import Dataset
 from .models import compressible_layers
 from .prune import PruneConfig, iterative_prune, per_layer
 from .quantize import finetune, quantize_model, round_to_storage

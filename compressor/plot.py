@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .binfmt import atomic_write  # noqa: E402
-from .container import CompressedModel, encode  # noqa: E402
+from .contract.binfmt import atomic_write  # noqa: E402
+from .contract.container import CompressedModel, encode  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .data import Split
+from .contract.data import Split
 from .models import compressible_layers
 from .train import FitConfig, Hooks, fit
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import add_data_args, command, emit
-from .container import CompressedModel, load
-from .data import load_dataset
-from .errors import DeepcompError
-from .fixedpoint import IntLayer, feature_scale, quantize_features, to_int_layers
-from .rom import FLAG_SIGNED_INPUT, build, save
+from .contract.cli import Command, add_data_args, emit
+from .contract.container import CompressedModel, load
+from .contract.data import load_dataset
+from .contract.errors import DeepcompError
+from .contract.fixedpoint import IntLayer, feature_scale, quantize_features, to_int_layers
+from .contract.rom import FLAG_SIGNED_INPUT, build, save
 
 
 def float_layers(cm: CompressedModel) -> list[tuple]:
@@ -35,9 +35,10 @@ def host_features(cm: CompressedModel, images: np.ndarray) -> np.ndarray | None:
         return None
     import torch
 
+    from .models import to_module
     from .train import to_tensor
 
-    model = cm.to_module()
+    model = to_module(cm)
     with torch.no_grad():
         return np.concatenate([model.features(to_tensor(images[i:i + 1000])).numpy()
                                for i in range(0, len(images), 1000)])
@@ -73,7 +74,6 @@ def add_rom_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--percentile", type=float, default=99.99, help="activation range percentile")
 
 
-@command("rom", "lay a .dcz out as the accelerator's ROM image for N PEs")(add_rom_args)
 def run_rom(args: argparse.Namespace) -> int:
     from .commands import dataset_for_arch
 
@@ -100,9 +100,9 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
                host: Path | None = None) -> dict:
     """Decode the ROM, run the integer network and the cycle model on test images."""
-    from sim.golden import decode_rom, infer
+    from compressor.contract.golden import decode_rom, infer
 
-    from .rom import load as load_rom
+    from .contract.rom import load as load_rom
 
     rom = load_rom(rom_path)
     layers = decode_rom(rom, str(rom_path))
@@ -126,10 +126,13 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     }
 
 
-@command("golden", "run the bit-exact golden model of the hardware on a ROM image")(add_golden_args)
 def run_golden(args: argparse.Namespace) -> int:
     res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host)
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "
          f"{res['cycles']:.0f} cycles/inference (ideal {res['ideal_cycles']:.0f}, "
          f"utilisation {res['utilisation']:.3f}) with {res['pes']} PEs")
     return 0
+
+
+ROM = Command("lay a .dcz out as the accelerator's ROM image for N PEs", add_rom_args, run_rom)
+GOLDEN = Command("run the bit-exact golden model of the hardware on a ROM image", add_golden_args, run_golden)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .container import CompressedModel, encode
+from .contract.container import CompressedModel, encode
 
 
 def layer_stats(cm: CompressedModel) -> dict:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import Split
+from .contract.data import Split
 
 
 def seed_everything(seed: int) -> None:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compressor.cli import command, emit
-from compressor.errors import DeepcompError
+from compressor.contract.cli import Command, emit
+from compressor.contract.errors import DeepcompError
 
 TOP = "deepcomp_top"
 
@@ -46,11 +46,10 @@ def synth(verilog: Path, family: str, log: Path) -> dict[str, int]:
     return cells
 
 
-@command("verilog", "write the accelerator for a ROM image as Verilog (ROM contents as memory init)")(add_args)
 def run_verilog(args: argparse.Namespace) -> int:
     from amaranth.back import verilog
 
-    from compressor.rom import load_for_pes
+    from compressor.contract.rom import load_for_pes
 
     from .params import check_fits, fit
     from .top import Accelerator
@@ -86,3 +85,6 @@ def run_verilog(args: argparse.Namespace) -> int:
             f"{k} {v}" for k, v in sorted(s["cells"].items()) if k != "SB_LUT4" and k != "LUT4"))
     emit(args, info, "\n".join(lines))
     return 0
+
+
+VERILOG = Command("write the accelerator for a ROM image as Verilog (ROM contents as memory init)", add_args, run_verilog)

@@ -44,7 +44,7 @@ def build_tables(lengths: Sequence[int], max_len: int) -> tuple[list[int], list[
     """``limit[l-1]``, ``offset[l-1]`` (l = 1..max_len) and the symbol table for code ``lengths``.
 
     ``lengths[s]`` is symbol ``s``'s code length (0 = unused). This is the table
-    contract of the ROM image (``compressor.rom.decode_tables`` computes the same);
+    contract of the ROM image (``compressor.contract.rom.decode_tables`` computes the same);
     it lives here too so the block and its tests need nothing but a length list.
     """
     lengths = [int(x) for x in lengths]

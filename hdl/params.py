@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from compressor.errors import DeepcompError
-from compressor.rom import RomImage
+from compressor.contract.errors import DeepcompError
+from compressor.contract.rom import RomImage
 
 FIFO_DEPTH = 8  # per-PE activation FIFO (EIE); the cycle model's fifo_depth
 BUF_BASE = 64  # per-PE bit buffer without the decode slack: one 32-bit fetch + two 16-bit decodes

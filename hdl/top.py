@@ -26,7 +26,7 @@ from amaranth import Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from compressor.rom import RomImage
+from compressor.contract.rom import RomImage
 
 from .broadcast import Broadcaster
 from .engine import Sequencer

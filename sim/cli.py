@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.cli import add_data_args, command, emit
-from compressor.errors import DeepcompError
+from compressor.contract.cli import Command, add_data_args, emit
+from compressor.contract.errors import DeepcompError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -31,13 +31,12 @@ def compare(golden: dict, results: list[dict]) -> list[int]:
     return bad
 
 
-@command("sim", "run test images through the accelerator RTL (Verilator) against the golden model")(add_args)
 def run_sim(args: argparse.Namespace) -> int:
-    from compressor.data import load_dataset
-    from compressor.rom import load_for_pes
+    from compressor.contract.data import load_dataset
+    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.rom import load_for_pes
 
     from . import engine_sim
-    from .golden import decode_rom, infer
 
     rom = load_for_pes(args.rom, args.pes)
     if rom.signed_input:
@@ -50,7 +49,7 @@ def run_sim(args: argparse.Namespace) -> int:
         raise DeepcompError(f"{args.rom}: expects {rom.input_size} inputs, {args.dataset} images have {x.shape[1]}")
     raw = Path(args.rom).read_bytes()
     if raw[:2] == b"//":
-        from compressor.rom import from_readmemh
+        from compressor.contract.rom import from_readmemh
 
         raw = from_readmemh(raw, args.rom)
     bdir = args.build_dir or Path("build") / f"sim_{Path(args.rom).stem}_n{rom.n_pes}"
@@ -77,3 +76,6 @@ def run_sim(args: argparse.Namespace) -> int:
         text += f"\nwaves: {out['waves']}"
     emit(args, out, text)
     return 1 if bad else 0
+
+
+SIM = Command("run test images through the accelerator RTL (Verilator) against the golden model", add_args, run_sim)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.errors import DeepcompError
-from compressor.rom import RomImage, parse
+from compressor.contract.errors import DeepcompError
+from compressor.contract.rom import RomImage, parse
 
 TOPLEVEL = "deepcomp_top"
 

@@ -65,7 +65,7 @@ class SimResult:
 
 
 def _error(msg: str) -> Exception:
-    from compressor.errors import DeepcompError
+    from compressor.contract.errors import DeepcompError
 
     return DeepcompError(msg)
 
@@ -140,7 +140,7 @@ def build_component(component, toplevel: str, build_dir: Path | str, *, waves: b
                     always: bool = False) -> SimBuild:
     """Write ``component`` as Verilog into ``build_dir`` and verilate it for cocotb.
 
-    Raises :class:`~compressor.errors.DeepcompError` if Verilator is missing or the build
+    Raises :class:`~compressor.contract.errors.DeepcompError` if Verilator is missing or the build
     fails (the message names the build log).
     """
     import cocotb_tools.runner as cr

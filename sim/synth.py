@@ -42,7 +42,7 @@ def _run(tool_import: str, args: list[str], cwd: Path, timeout: int = 1200) -> s
 
 
 def _error(msg: str) -> Exception:
-    from compressor.errors import DeepcompError
+    from compressor.contract.errors import DeepcompError
 
     return DeepcompError(msg)
 

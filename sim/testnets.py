@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.fixedpoint import IntLayer
+from compressor.contract.fixedpoint import IntLayer
 
 
 def int_layer(rng, rows, cols, density, wbits=5, zbits=4, relu=True):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compressor.cli import main
-from compressor.container import CompressedModel, LayerRecord
+from compressor.contract.container import CompressedModel, LayerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("DEEPCOMP_MNIST", ROOT.parent / "shared" / "data" / "mnist"))

@@ -1,16 +1,16 @@
-"""Shared checks for the whole-engine benches: RTL results against ``sim.golden``."""
+"""Shared checks for the whole-engine benches: RTL results against ``compressor.contract.golden``."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from compressor.rom import parse
-from sim.golden import decode_rom, infer
+from compressor.contract.golden import decode_rom, infer
+from compressor.contract.rom import parse
 
 
 def check_against_golden(image: bytes, x: np.ndarray, results: list[dict]) -> None:
     """Every logit, the class and the cycle count of every inference equal the golden model's:
-    the hardware is only trusted where it agrees with ``sim.golden`` to the integer and the cycle."""
+    the hardware is only trusted where it agrees with ``compressor.contract.golden`` to the integer and the cycle."""
     g = infer(decode_rom(parse(image)), x)
     assert len(results) == len(x)
     for i, r in enumerate(results):

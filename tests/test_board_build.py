@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from boards.cli import BITSTREAM
-from compressor.rom import build
+from compressor.contract.rom import build
 from sim.testnets import extreme_net
 
 pytest.importorskip("amaranth_boards")

@@ -8,7 +8,7 @@ import pytest
 from boards.icebreaker import ice40_pll
 from boards.ulx3s import ecp5_pll
 from boards.yowasp import parse_nextpnr_log
-from compressor.rom import build
+from compressor.contract.rom import build
 from sim.testnets import extreme_net
 
 

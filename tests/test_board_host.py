@@ -8,8 +8,8 @@ import pytest
 from boards.emulator import GoldenDevice
 from boards.host import DeviceLink
 from boards.protocol import Status
-from compressor.errors import DeepcompError
-from compressor.rom import build
+from compressor.contract.errors import DeepcompError
+from compressor.contract.rom import build
 from tests.test_rom_golden import extreme_net
 
 
@@ -19,8 +19,8 @@ def image(rng):
 
 
 def test_load_infer_matches_golden(image, rng):
-    from compressor.rom import parse
-    from sim.golden import decode_rom, infer
+    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.rom import parse
 
     dev = GoldenDevice(n_pes=2)
     link = DeviceLink(dev, "emu")

@@ -28,8 +28,8 @@ from boards.protocol import (
     reply_header,
     reply_length,
 )
-from compressor.rom import build, parse
-from sim.golden import decode_rom, infer
+from compressor.contract.golden import decode_rom, infer
+from compressor.contract.rom import build, parse
 from sim.testnets import extreme_net
 
 DIVISOR = 8  # clock cycles per UART bit in the bench

@@ -90,7 +90,7 @@ def test_not_a_checkpoint_and_missing_inputs(cli, tmp_path):
 
 
 def test_corrupt_idx_file(cli, tmp_path):
-    from compressor.data import IDX_FILES
+    from compressor.contract.data import IDX_FILES
 
     for img, lab in IDX_FILES.values():
         dims = b"".join(d.to_bytes(4, "big") for d in (5, 28, 28))
@@ -103,7 +103,7 @@ def test_corrupt_idx_file(cli, tmp_path):
 def test_unsupported_layer_is_named():
     import torch.nn as nn
 
-    from compressor.errors import DeepcompError
+    from compressor.contract.errors import DeepcompError
     from compressor.models import compressible_layers
 
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
@@ -112,7 +112,7 @@ def test_unsupported_layer_is_named():
 
 
 def test_mnist_loader_reads_real_files():
-    from compressor.data import load_mnist
+    from compressor.contract.data import load_mnist
 
     d = load_mnist(mnist_or_skip())
     assert d.train.images.shape == (60000, 1, 28, 28) and d.test.labels.shape == (10000,)

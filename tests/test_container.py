@@ -4,8 +4,9 @@ import zlib
 import numpy as np
 import pytest
 
-from compressor.container import decode, encode
-from compressor.errors import DeepcompError, FormatError
+from compressor.contract.container import decode, encode
+from compressor.contract.errors import DeepcompError, FormatError
+from compressor.models import to_module
 from tests.conftest import random_mlp, random_record
 
 
@@ -20,7 +21,7 @@ def test_roundtrip_reproduces_quantized_weights_exactly(rng):
 
 
 def test_roundtrip_extreme_structure(rng):
-    from compressor.container import CompressedModel
+    from compressor.contract.container import CompressedModel
 
     empty = random_record(rng, 8, 40, 0.0, name="empty")
     full = random_record(rng, 8, 40, 1.0, name="full", bias=False)
@@ -43,7 +44,7 @@ def test_model_module_matches(rng):
     from compressor.train import to_tensor
 
     cm = random_mlp(rng)
-    model = decode(encode(cm)).to_module()
+    model = to_module(decode(encode(cm)))
     x = rng.integers(0, 255, (3, 1, 8, 8)).astype(np.uint8)
     h = to_tensor(x).flatten(1).double().numpy()
     for i, rec in enumerate(cm.layers):
@@ -78,7 +79,7 @@ def test_consistent_crc_but_lying_body_is_rejected(rng):
 def test_best_zbits_is_the_smallest_encoding(rng):
     from dataclasses import replace
 
-    from compressor.container import best_zbits, layer_streams
+    from compressor.contract.container import best_zbits, layer_streams
 
     rec = random_record(rng, 300, 80, 0.03)  # gaps average ~33: wide indices pay off
     best = best_zbits(rec)

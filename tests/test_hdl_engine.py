@@ -1,7 +1,7 @@
 """The RTL engine (hdl/) against the golden model, on Verilator through cocotb (sim/bench_engine.py).
 
 Every logit, the class and the cycle count of every inference must equal
-``sim.golden.infer``; a corrupt stream or a header the RTL cannot run must
+``compressor.contract.golden.infer``; a corrupt stream or a header the RTL cannot run must
 end the inference with an error code instead of hanging. One Verilator build
 per configuration: builds dominate the runtime. The extreme-structure nets are in
 tests/test_hdl_engine_extreme.py.
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compressor.errors import FormatError
-from compressor.rom import build, parse
+from compressor.contract.errors import FormatError
+from compressor.contract.golden import decode_rom
+from compressor.contract.rom import build, parse
 from hdl.layouts import ERR_PARAMS, ERR_STREAM
-from sim.golden import decode_rom
 from sim.testnets import extreme_net, int_layer
 from tests.conftest import MNIST_DIR, ROOT
 from tests.engine_checks import check_against_golden, extreme_inputs
@@ -52,7 +52,7 @@ def test_long_codes_keep_one_entry_per_cycle(tmp_path_factory):
 def _lenet_image() -> bytes | None:
     for dcz in (ROOT / "benchmarks/results/lenet300_mnist.dcz", Path("/tmp/exp/b.dcz")):
         if dcz.is_file() and (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
-            from compressor.container import load
+            from compressor.contract.container import load
             from compressor.rom_cli import int_layers_for
 
             layers, _ = int_layers_for(load(dcz), "mnist", MNIST_DIR, 500, 99.99)
@@ -64,7 +64,7 @@ def test_lenet300_mnist_images(tmp_path_factory):
     image = _lenet_image()
     if image is None:
         pytest.skip("no LeNet-300-100 .dcz (benchmarks/results/lenet300_mnist.dcz) or no MNIST")
-    from compressor.data import load_dataset
+    from compressor.contract.data import load_dataset
 
     b = engine_sim.build(image, tmp_path_factory.mktemp("lenet300"))
     x = load_dataset("mnist", MNIST_DIR).test.images[:4].reshape(4, -1)

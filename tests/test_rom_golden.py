@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compressor.errors import FormatError
-from compressor.fixedpoint import IntLayer, requantize, run_int
-from compressor.rom import build, from_readmemh, parse, to_readmemh
-from sim.golden import Timing, decode_rom, infer, layer_cycles
+from compressor.contract.errors import FormatError
+from compressor.contract.fixedpoint import IntLayer, requantize, run_int
+from compressor.contract.golden import Timing, decode_rom, infer, layer_cycles
+from compressor.contract.rom import build, from_readmemh, parse, to_readmemh
 from sim.testnets import extreme_net, int_layer  # noqa: F401  (also used by other tests)
 
 
@@ -68,7 +68,7 @@ def test_cycle_model_hand_computed():
 
 
 def test_hex_and_mem_parse_back_to_same_bytes(rng, tmp_path):
-    from compressor.rom import load, save
+    from compressor.contract.rom import load, save
 
     image = build(extreme_net(rng), 4)
     for fmt in ("bin", "hex", "mem"):

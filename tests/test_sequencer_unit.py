@@ -12,7 +12,7 @@ Its neighbours are behavioural models written here, driven cycle by cycle:
   ``tail_sum > tail_best``. A missing clear or a stale read shows up as a wrong value;
 * the requantizers are observed: ``rq_en[q]``, ``rq_tag`` and the ``tail_sum`` they take.
 
-Every cycle number below is derived from ``sim.golden.Timing`` and the block
+Every cycle number below is derived from ``compressor.contract.golden.Timing`` and the block
 latencies the docstrings state (docs/hardware.md), with the fake neighbours'
 own timing, so the bench checks the sequencer's share of the cycle model exactly.
 """
@@ -26,11 +26,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from compressor.rom import build, parse
+from compressor.contract.golden import Timing
+from compressor.contract.rom import build, parse
 from hdl.engine import Sequencer
 from hdl.layouts import ERR_PARAMS, ERR_STREAM, layer_layout
 from hdl.params import Contents, EngineParams, contents, fit
-from sim.golden import Timing
 from sim.testnets import extreme_net
 
 N = 3  # extreme_net's rows 40, 33, 10: in the tails of 40 and 10 rows some PEs have no row

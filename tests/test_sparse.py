@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compressor.sparse import relative_decode, relative_encode
+from compressor.contract.sparse import relative_decode, relative_encode
 
 
 def test_filler_for_gap_far_beyond_index_width():

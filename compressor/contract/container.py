@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from bitarray import bitarray
-from torch import nn
 
 from .binfmt import Reader, Writer, atomic_write, read_file
 from .errors import DeepcompError
 from .huffman import CanonicalCode
-from .models import build, compressible_layers
 from .sparse import relative_decode, relative_encode
 
 MAGIC = b"DCMP"
@@ -128,23 +125,6 @@ class CompressedModel:
     def dense_bytes(self) -> int:
         """Size of the same model as float32: the numerator of the compression ratio."""
         return 4 * self.params()
-
-    def to_module(self, model: nn.Module | None = None) -> nn.Module:
-        """Load the quantized weights into ``model`` (or a new instance of ``arch``)."""
-        model = model if model is not None else build(self.arch)
-        layers = compressible_layers(model)
-        if len(layers) != len(self.layers):
-            raise DeepcompError(
-                f"model has {len(layers)} compressible layers, the file has {len(self.layers)}")
-        with torch.no_grad():
-            for (name, m), rec in zip(layers, self.layers, strict=True):
-                if tuple(m.weight.shape) != rec.shape:
-                    raise DeepcompError(f"layer {name}: shape {tuple(m.weight.shape)} != file's {rec.shape}")
-                m.weight.copy_(torch.from_numpy(rec.weight()))
-                if m.bias is not None and rec.bias is not None:
-                    m.bias.copy_(torch.from_numpy(rec.bias))
-        model.eval()
-        return model
 
 
 def encode(cm: CompressedModel) -> bytes:

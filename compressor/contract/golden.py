@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compressor.errors import FormatError
-from compressor.fixedpoint import IntLayer, run_int
-from compressor.rom import RomImage, RomLayer
-from compressor.sparse import relative_decode
+from .errors import FormatError
+from .fixedpoint import IntLayer, run_int
+from .rom import RomImage, RomLayer
+from .sparse import relative_decode
 
 
 @dataclass

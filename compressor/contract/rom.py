@@ -24,7 +24,7 @@ import numpy as np
 from .binfmt import Reader, atomic_write, read_file
 from .errors import DeepcompError, FormatError
 from .fixedpoint import IntLayer
-from .huffman import CanonicalCode
+from .huffman import CanonicalCode, decode_tables
 from .sparse import relative_encode
 
 MAGIC = b"DCRM"
@@ -77,22 +77,6 @@ class RomImage:
     @property
     def signed_input(self) -> bool:
         return bool(self.flags & FLAG_SIGNED_INPUT)
-
-
-def decode_tables(code: CanonicalCode, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``limit``, ``offset`` (per length 1..L) and canonical symbol order for the hardware decoder."""
-    counts = np.zeros(max_len + 1, dtype=np.int64)
-    c = code.counts
-    counts[: c.size] = c
-    limit = np.zeros(max_len, dtype=np.int64)
-    offset = np.zeros(max_len, dtype=np.int64)
-    first, base = 0, 0
-    for ln in range(1, max_len + 1):
-        limit[ln - 1] = (first + counts[ln]) << (max_len - ln)
-        offset[ln - 1] = (base - first) % (1 << 16)
-        base += counts[ln]
-        first = (first + counts[ln]) << 1
-    return limit, offset, code.order.astype(np.int64)
 
 
 def interleave(index: np.ndarray, n_pes: int, zbits: int, wbits: int) -> tuple:

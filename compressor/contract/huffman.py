@@ -173,6 +173,29 @@ class CanonicalCode:
         return out
 
 
+def decode_tables(code: CanonicalCode, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``limit``, ``offset`` (per length 1..L) and canonical symbol order: the decoder's tables.
+
+    This is the one table builder (ROM image, golden model, RTL tests):
+    ``limit[l-1]`` is the first code of length ``l + 1`` left-aligned to L bits
+    (a window ``v`` has length ``l`` iff ``limit[l-2] <= v < limit[l-1]``), and
+    ``offset[l-1]`` maps the code's top ``l`` bits to its index in ``order``,
+    stored mod 2**16 because canonical offsets may be negative.
+    """
+    counts = np.zeros(max_len + 1, dtype=np.int64)
+    c = code.counts
+    counts[: c.size] = c
+    limit = np.zeros(max_len, dtype=np.int64)
+    offset = np.zeros(max_len, dtype=np.int64)
+    first, base = 0, 0
+    for ln in range(1, max_len + 1):
+        limit[ln - 1] = (first + counts[ln]) << (max_len - ln)
+        offset[ln - 1] = (base - first) % (1 << 16)
+        base += counts[ln]
+        first = (first + counts[ln]) << 1
+    return limit, offset, code.order.astype(np.int64)
+
+
 def entropy_bits(symbols: np.ndarray) -> float:
     """Order-0 entropy of the sequence, in bits (the floor any symbol-wise code can reach)."""
     symbols = np.asarray(symbols, dtype=np.int64)
