@@ -95,11 +95,17 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", type=Path,
                    help="for a ROM of a conv net's fc layers: the .dcz whose convolutions run on the host")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--logits", action="store_true",
+                   help="with --json: also each image's int32 logits and cycle count")
 
 
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
-               host: Path | None = None) -> dict:
-    """Decode the ROM, run the integer network and the cycle model on test images."""
+               host: Path | None = None, logits: bool = False) -> dict:
+    """Decode the ROM, run the integer network and the cycle model on test images.
+
+    ``cycles`` and ``ideal_cycles`` are means per inference; ``utilisation`` is
+    Σ ideal ÷ Σ cycles over the images (not a mean of ratios).
+    """
     from compressor.contract.golden import decode_rom, infer
 
     from .contract.rom import load as load_rom
@@ -123,11 +129,12 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
         "cycles": float(res["cycles"].mean()), "ideal_cycles": float(res["ideal"].mean()),
         "utilisation": float(res["ideal"].sum() / max(res["cycles"].sum(), 1)),
         "predictions": res["pred"].tolist(),
+        **({"logits": res["logits"].tolist(), "cycles_each": res["cycles"].tolist()} if logits else {}),
     }
 
 
 def run_golden(args: argparse.Namespace) -> int:
-    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host)
+    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host, args.logits)
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "
          f"{res['cycles']:.0f} cycles/inference (ideal {res['ideal_cycles']:.0f}, "
          f"utilisation {res['utilisation']:.3f}) with {res['pes']} PEs")

@@ -129,6 +129,14 @@ def test_rom_and_golden_commands(cli, dcz, tmp_path, fmt):
     res = json.loads(out)
     assert res["images"] == 360 and len(res["predictions"]) == 360
     assert res["cycles"] > 0 and 0 < res["ideal_cycles"] and 0.3 < res["utilisation"] < 2
+    assert res["pes"] == 4 and res["rom"] == str(rom) and "logits" not in res
+    code, out, err = cli("golden", rom, "--dataset", "digits", "--images", "7", "--json", "--logits")
+    full = json.loads(out)
+    assert code == 0 and len(full["logits"]) == 7 and all(len(row) == 10 for row in full["logits"])
+    # the logits are the classes' scores, and the documented means and ratio hold
+    assert [int(np.argmax(row)) for row in full["logits"]] == full["predictions"]
+    assert full["predictions"] == res["predictions"][:7]
+    assert full["cycles"] == pytest.approx(np.mean(full["cycles_each"]))
     # the integer network stays close to the float quantized model it came from
     _, out, _ = cli("eval", dcz, "--json")
     assert abs(res["error"] - json.loads(out)["error"]) <= 0.02
