@@ -5,28 +5,82 @@ listed under the ``deepcomp.commands`` entry point group of
 ``pyproject.toml`` (each package's ``cli`` module defines its own). Every
 :class:`DeepcompError` becomes a single ``deepcomp: ...`` line on stderr and
 exit status 2: no tracebacks for problems the user can fix.
+
+The import names ``compressor``, ``hdl``, ``sim`` and ``boards`` are common
+words: a user's own ``sim/`` folder ahead on ``sys.path`` would shadow ours.
+Start-up checks where each resolves (without importing it) and turns a
+foreign one into a one-line error for the commands that need it, instead of
+letting those commands vanish from the parser.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import entry_points
+from importlib import metadata, util
+from pathlib import Path
 
 from .contract.cli import Command, HelpFormatter
 from .contract.errors import DeepcompError
 
 GROUP = "deepcomp.commands"
+DIST = "deepcomp-fpga"
+PACKAGES = ("compressor", "hdl", "sim", "boards")
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_commands() -> dict[str, Command]:
-    """Every registered subcommand, in the order ``pyproject.toml`` lists them."""
-    found: dict[str, Command] = {}
-    for ep in entry_points(group=GROUP):
+def version() -> str:
+    try:
+        return metadata.version(DIST)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def foreign_package(name: str) -> str | None:
+    """Why top-level package ``name`` is not this distribution's own, or None if it is."""
+    try:
+        spec = util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    ours = ROOT / name / "__init__.py"
+    if spec is None or spec.origin is None:
+        where = list(spec.submodule_search_locations or []) if spec else []
+        return f"package '{name}' is missing" + (f" (a folder without __init__.py at {where[0]} shadows it)"
+                                                 if where else f" (expected {ours.parent})")
+    if Path(spec.origin).resolve() != ours:
+        return (f"package '{name}' resolves to {Path(spec.origin).parent}, not {DIST}'s {ours.parent} "
+                "(a folder of that name ahead on sys.path shadows it: rename it or run from elsewhere)")
+    return None
+
+
+class _Unavailable:
+    """Stands in for a command whose package is shadowed: listed in --help, one error line if run."""
+
+    def __init__(self, why: str) -> None:
+        self.help = f"(unavailable: {why.split(' (')[0]})"
+        self.why = why
+
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise DeepcompError(f"{args.command}: {self.why}")
+
+
+def load_commands() -> dict[str, Command | _Unavailable]:
+    """Every registered subcommand, in the order the package metadata lists them."""
+    found: dict[str, Command | _Unavailable] = {}
+    shadowed = {name: why for name in PACKAGES if (why := foreign_package(name))}
+    for ep in entry_points():
+        top = ep.value.split(".")[0].split(":")[0]
+        if top in shadowed:
+            found.setdefault(ep.name, _Unavailable(shadowed[top]))
+            continue
         try:
             cmd = ep.load()
         except ImportError as e:
-            raise DeepcompError(f"command {ep.name} ({ep.value}): cannot import {e.name or e}") from None
+            found.setdefault(ep.name, _Unavailable(f"cannot import {e.name or e} for {ep.value}"))
+            continue
         if not isinstance(cmd, Command):
             raise DeepcompError(f"command {ep.name} ({ep.value}): not a deepcomp Command")
         found.setdefault(ep.name, cmd)
@@ -35,10 +89,16 @@ def load_commands() -> dict[str, Command]:
     return found
 
 
-def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+def entry_points() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=GROUP))
+
+
+def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     commands = load_commands() if commands is None else commands
     parser = argparse.ArgumentParser(
-        prog="deepcomp", description="Deep Compression to a ROM image, and the accelerator that runs it.")
+        prog="deepcomp",
+        description=f"Deep Compression to a ROM image, and the accelerator that runs it ({DIST}).")
+    parser.add_argument("--version", action="version", version=f"deepcomp ({DIST}) {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in commands.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, formatter_class=HelpFormatter)
@@ -48,8 +108,13 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
-        args = build_parser().parse_args(argv)
+        commands = load_commands()
+        chosen = next((a for a in argv if not a.startswith("-")), None)
+        if isinstance(commands.get(chosen), _Unavailable):  # before argparse sees its options
+            raise DeepcompError(f"{chosen}: {commands[chosen].why}")
+        args = build_parser(commands).parse_args(argv)
         return int(args.run(args) or 0)
     except DeepcompError as e:
         print(f"deepcomp: {e}", file=sys.stderr)

@@ -29,8 +29,9 @@ def dataset_for_arch(arch: str) -> str:
 
 
 def add_fit_args(p: argparse.ArgumentParser, prefix: str, epochs: int, lr: float) -> None:
-    p.add_argument(f"--{prefix}epochs", type=int, default=epochs)
-    p.add_argument(f"--{prefix}lr", type=float, default=lr)
+    what = prefix.rstrip("-") or "training"
+    p.add_argument(f"--{prefix}epochs", type=int, default=epochs, help=f"{what} epochs")
+    p.add_argument(f"--{prefix}lr", type=float, default=lr, help=f"{what} learning rate (SGD peak)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -38,8 +39,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p, default="digits")
     add_fit_args(p, "", 20, 0.05)
     p.add_argument("--augment", type=int, default=0, help="random shift in pixels (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, shuffling and augmentation")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .pt checkpoint")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -69,7 +70,7 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pruning")
     g.add_argument("--density", type=floats, help="fraction of weights kept per layer, e.g. 0.08,0.09,0.26")
     g.add_argument("--quality", type=float, help="threshold = quality x std of each layer (instead of --density)")
-    g.add_argument("--prune-steps", type=int, default=4)
+    g.add_argument("--prune-steps", type=int, default=4, help="steps from dense to the final density")
     g.add_argument("--prune-epochs", type=int, default=4, help="retraining epochs per step")
     g.add_argument("--final-epochs", type=int, default=8, help="retraining epochs after the last step")
     g.add_argument("--lr", type=float, default=0.01, help="retraining learning rate")
@@ -79,10 +80,10 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
                    help="relative index bits per layer, or 'auto': the width that codes each layer smallest "
                         "(default 5 conv, 4 fc)")
     q.add_argument("--init", choices=INITS, default="linear", help="centroid initialisation")
-    q.add_argument("--finetune-epochs", type=int, default=4)
-    q.add_argument("--finetune-lr", type=float, default=1e-4)
+    q.add_argument("--finetune-epochs", type=int, default=4, help="epochs of centroid fine-tuning (Adam)")
+    q.add_argument("--finetune-lr", type=float, default=1e-4, help="centroid fine-tuning learning rate")
     p.add_argument("--augment", type=int, default=0, help="random shift in pixels while retraining")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of k-means, shuffling and augmentation")
 
 
 def run_compress(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ def int_layers_for(cm: CompressedModel, dataset: str, data_dir: Path | None,
 def add_rom_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="compressed .dcz")
     p.add_argument("--pes", type=int, default=4, help="number of processing elements N")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output ROM image")
     p.add_argument("--format", choices=["bin", "hex", "mem"], default="bin",
                    help="bin: raw bytes; hex: one byte per line; mem: one 32-bit word per line")
     p.add_argument("--max-code-len", type=int, default=12, help="Huffman code length bound L")

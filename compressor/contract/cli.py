@@ -30,7 +30,12 @@ class Command:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows every option's default (argparse's own formatter skips ``None``)."""
+    """``--help`` shows every option's default; options with none (required, off flags) say nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.required:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def floats(s: str) -> list[float]:
