@@ -7,8 +7,10 @@
                          CRC32 (LOAD)
 
 The ROM lives in block RAM initialised from the image at build time (the
-engine's memories), so LOAD does not write memory: it streams the image
-bytes through :class:`hdl.crc.CRC32` and compares, at the end,
+engine's memories), so LOAD does not write memory (except the weight streams
+of an engine with ``loadable_streams``: the runtime loader below): it streams
+the image bytes through a CRC-32 (:func:`crc32_processor`, ``amaranth.lib.crc``)
+and compares, at the end,
 
 * CRC residue wrong (a transmission error or a corrupt file) -> ``BAD_CRC``,
   device *not loaded*;
@@ -42,9 +44,10 @@ import struct
 
 from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.crc import Processor
+from amaranth.lib.crc.catalog import CRC32_ISO_HDLC
 from amaranth.lib.wiring import In, Out, connect
 
-from hdl.crc import CRC32
 from hdl.layouts import RESULT_LAYOUT
 from hdl.uart import UARTRx, UARTTx
 
@@ -54,6 +57,17 @@ from .protocol import CMD_SYNC, PROTOCOL_VERSION, REPLY_SYNC, Op, Status
 def image_crc(image: bytes) -> int:
     """The CRC32 an image carries in its last four bytes (little endian)."""
     return struct.unpack("<I", image[-4:])[0]
+
+
+def crc32_processor() -> Processor:
+    """zlib's CRC-32 (``CRC32_ISO_HDLC``), one byte per ``valid`` cycle; ``start`` restarts.
+
+    Latency 1: ``crc`` (final XOR applied) and ``match_detected`` show the bytes up to the
+    previous cycle. ``match_detected`` is the residue check: high when the bytes so far end
+    with their own CRC32 (little endian, as the ROM image does), so the device needs no
+    comparison of the last four bytes.
+    """
+    return CRC32_ISO_HDLC(data_width=8).create()
 
 
 class DeviceController(wiring.Component):
@@ -82,7 +96,7 @@ class DeviceController(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.crc = crc = CRC32()
+        m.submodules.crc = crc = crc32_processor()
 
         # byte serializer: up to 4 bytes of `word`, LSB first
         word = Signal(32)
@@ -139,7 +153,7 @@ class DeviceController(wiring.Component):
                             send((REPLY_SYNC, 1), (Op.STATUS, 1), (last, 1), (loaded, 1))
                             m.next = "SYNC"
                         with m.Case(Op.LOAD):
-                            m.d.comb += crc.clear.eq(1)
+                            m.d.comb += crc.start.eq(1)
                             m.d.sync += pos.eq(0)
                             m.next = "LOAD_LEN"
                         with m.Case(Op.INFER):
@@ -165,7 +179,7 @@ class DeviceController(wiring.Component):
             with m.State("LOAD_DATA"):
                 m.d.sync += loaded.eq(0)
                 m.d.comb += [self.rx.ready.eq(count != 0), crc.data.eq(self.rx.payload),
-                             crc.en.eq(rx_ok)]
+                             crc.valid.eq(rx_ok)]
                 with m.If(count == 0):
                     m.next = "LOAD_CHECK"
                 with m.Elif(rx_ok):
@@ -173,7 +187,7 @@ class DeviceController(wiring.Component):
                     self._stream_writes(m, pos)
             with m.State("LOAD_CHECK"):
                 with m.If(idle):
-                    with m.If(~crc.ok):
+                    with m.If(~crc.match_detected):
                         m.d.sync += last.eq(Status.BAD_CRC)
                         send((REPLY_SYNC, 1), (Op.LOAD, 1), (Status.BAD_CRC, 1))
                     with m.Elif(tail != self.rom_crc):

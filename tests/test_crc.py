@@ -1,32 +1,40 @@
+"""The device's CRC-32 (boards.device.crc32_processor: amaranth.lib.crc) against zlib, as LOAD uses it.
+
+One byte per ``valid`` cycle with idle cycles in between, ``start`` between
+messages (the DeviceController pulses it on LOAD); ``crc`` must be zlib's and
+``match_detected`` must hold exactly for messages that end with their own
+CRC32 (little endian), the ROM image's trailer.
+"""
+
 import os
 import zlib
 
 from amaranth.sim import Simulator
 
-from hdl.crc import CRC32
+from boards.device import crc32_processor
 
 
 def run(chunks: list[bytes]) -> list[tuple[int, int]]:
-    dut = CRC32()
+    dut = crc32_processor()
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     out = []
 
     async def tb(ctx):
         for chunk in chunks:
-            ctx.set(dut.clear, 1)
+            ctx.set(dut.start, 1)
             await ctx.tick()
-            ctx.set(dut.clear, 0)
+            ctx.set(dut.start, 0)
             for i, b in enumerate(chunk):
                 ctx.set(dut.data, b)
-                ctx.set(dut.en, 1)
+                ctx.set(dut.valid, 1)
                 await ctx.tick()
                 if i % 7 == 3:  # idle cycles must not change the state
-                    ctx.set(dut.en, 0)
+                    ctx.set(dut.valid, 0)
                     await ctx.tick()
-            ctx.set(dut.en, 0)
+            ctx.set(dut.valid, 0)
             await ctx.tick()
-            out.append((ctx.get(dut.crc), ctx.get(dut.ok)))
+            out.append((ctx.get(dut.crc), ctx.get(dut.match_detected)))
 
     sim.add_testbench(tb)
     sim.run()
@@ -40,5 +48,6 @@ def test_crc_matches_zlib_and_residue_check():
     corrupt[10] ^= 0x20
     res = run(msgs + sealed + [bytes(corrupt)])
     assert [c for c, _ in res[:3]] == [zlib.crc32(m) for m in msgs]
+    assert [ok for _, ok in res[:3]] == [0, 0, 0]
     assert [ok for _, ok in res[3:6]] == [1, 1, 1]
     assert res[6][1] == 0
