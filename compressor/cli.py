@@ -109,15 +109,21 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     try:
         commands = load_commands()
-        chosen = next((a for a in argv if not a.startswith("-")), None)
         if isinstance(commands.get(chosen), _Unavailable):  # before argparse sees its options
             raise DeepcompError(f"{chosen}: {commands[chosen].why}")
         args = build_parser(commands).parse_args(argv)
         return int(args.run(args) or 0)
     except DeepcompError as e:
         print(f"deepcomp: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        print(f"deepcomp: {chosen}: needs PyTorch, which is not installed "
+              f"(pip install '{DIST}[torch]', or a torch of your own)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepcomp: interrupted", file=sys.stderr)
