@@ -138,7 +138,7 @@ def load_any(path: Path) -> tuple:
         magic = head.read(4)
     if magic == b"DCMP":
         cm = load(path)
-        return to_module(cm), cm.arch, dataset_for_arch(cm.arch), cm
+        return to_module(cm, source=str(path)), cm.arch, dataset_for_arch(cm.arch), cm
     model, arch, dataset, _ = load_dense(path)
     return model, arch, dataset, None
 

@@ -59,26 +59,44 @@ class LeNet5(nn.Module):
         return self.fc2(torch.relu(self.fc1(self.features(x))))
 
 
+MAX_WIDTH = 1 << 20  # widest layer an `mlp:` spec may name (the .dcz limit on a dimension)
+LENET5_SHAPES = [(20, 1, 5, 5), (50, 20, 5, 5), (500, 800), (10, 500)]
+
+
+def _mlp_sizes(spec: str) -> list[int] | None:
+    try:
+        sizes = [int(s) for s in spec[4:].split("-")]
+    except ValueError:
+        return None
+    return sizes if len(sizes) >= 2 and all(0 < s <= MAX_WIDTH for s in sizes) else None
+
+
+def arch_shapes(spec: str) -> list[tuple[int, ...]]:
+    """The weight shapes ``build(spec)`` would have, computed without building anything.
+
+    A file's arch string is checked against its layers with this before any
+    module is allocated, so a hostile ``mlp:`` spec cannot ask for gigabytes.
+    """
+    sizes = [784, 300, 100, 10] if spec == "lenet300" else _mlp_sizes(spec) if spec.startswith("mlp:") else None
+    if sizes is not None:
+        return [(b, a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    if spec == "lenet5":
+        return list(LENET5_SHAPES)
+    raise DeepcompError(f"{spec}: unknown architecture (lenet300, lenet5 or mlp:IN-H1-...-OUT)")
+
+
 def build(spec: str) -> nn.Module:
     """Instantiate the architecture named by ``spec``."""
-    if spec == "lenet300":
-        return MLP([784, 300, 100, 10])
+    arch_shapes(spec)  # validates the spec (and the sizes) first
     if spec == "lenet5":
         return LeNet5()
-    if spec.startswith("mlp:"):
-        try:
-            sizes = [int(s) for s in spec[4:].split("-")]
-        except ValueError:
-            sizes = []
-        if len(sizes) >= 2 and all(s > 0 for s in sizes):
-            return MLP(sizes)
-    raise DeepcompError(f"{spec}: unknown architecture (lenet300, lenet5 or mlp:IN-H1-...-OUT)")
+    return MLP([784, 300, 100, 10] if spec == "lenet300" else _mlp_sizes(spec))
 
 
 def input_size(spec: str) -> int:
     """Number of input pixels the architecture expects."""
-    model = build(spec)
-    return 784 if isinstance(model, LeNet5) else model.sizes[0]
+    first = arch_shapes(spec)[0]
+    return 784 if spec == "lenet5" else first[1]
 
 
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -114,7 +132,7 @@ def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
-def to_module(cm: CompressedModel, model: nn.Module | None = None) -> nn.Module:
+def to_module(cm: CompressedModel, model: nn.Module | None = None, source: str = "<model>") -> nn.Module:
     """Load a ``.dcz``'s quantized weights into ``model``, or into a new ``build(cm.arch)``.
 
     Without ``model`` the architecture string stored in the file must be one
@@ -122,15 +140,24 @@ def to_module(cm: CompressedModel, model: nn.Module | None = None) -> nn.Module:
     ``nn.Module`` is passed in by the caller, with the same compressible layers
     in the same order and shapes.
     """
-    model = model if model is not None else build(cm.arch)
+    stored = [rec.shape for rec in cm.layers]
+    if model is None:
+        want = arch_shapes(cm.arch) if cm.arch in ("lenet300", "lenet5") or cm.arch.startswith("mlp:") else None
+        if want is None:
+            raise DeepcompError(f"{source}: architecture {cm.arch!r} is not built in; "
+                                "load it with to_module(cm, YourModule()) from Python")
+        if want != stored:
+            raise DeepcompError(f"{source}: its layers {stored} do not match its architecture {cm.arch}")
+        model = build(cm.arch)
     layers = compressible_layers(model)
     if len(layers) != len(cm.layers):
         raise DeepcompError(
-            f"model has {len(layers)} compressible layers, the file has {len(cm.layers)}")
+            f"{source}: the model has {len(layers)} compressible layers, the file has {len(cm.layers)}")
     with torch.no_grad():
         for (name, m), rec in zip(layers, cm.layers, strict=True):
             if tuple(m.weight.shape) != rec.shape:
-                raise DeepcompError(f"layer {name}: shape {tuple(m.weight.shape)} != file's {rec.shape}")
+                raise DeepcompError(f"{source}: layer {name}: shape {tuple(m.weight.shape)} "
+                                    f"!= the file's {rec.shape}")
             m.weight.copy_(torch.from_numpy(rec.weight()))
             if m.bias is not None and rec.bias is not None:
                 m.bias.copy_(torch.from_numpy(rec.bias))

@@ -29,7 +29,7 @@ def float_layers(cm: CompressedModel) -> list[tuple]:
              r.wbits, r.zbits) for r in cm.layers if r.kind == "linear"]
 
 
-def host_features(cm: CompressedModel, images: np.ndarray) -> np.ndarray | None:
+def host_features(cm: CompressedModel, images: np.ndarray, source: str = "<model>") -> np.ndarray | None:
     """Real-valued inputs of the first fc layer for a conv net (None for an MLP: pixels go in)."""
     if all(r.kind == "linear" for r in cm.layers):
         return None
@@ -38,7 +38,7 @@ def host_features(cm: CompressedModel, images: np.ndarray) -> np.ndarray | None:
     from .models import to_module
     from .train import to_tensor
 
-    model = to_module(cm)
+    model = to_module(cm, source=source)
     with torch.no_grad():
         return np.concatenate([model.features(to_tensor(images[i:i + 1000])).numpy()
                                for i in range(0, len(images), 1000)])
@@ -50,10 +50,13 @@ def calibration_images(dataset: str, data_dir: Path | None, count: int, seed: in
 
 
 def int_layers_for(cm: CompressedModel, dataset: str, data_dir: Path | None,
-                   calib: int, percentile: float) -> tuple[list[IntLayer], float]:
+                   calib: int, percentile: float, source: str = "<model>") -> tuple[list[IntLayer], float]:
     """Integer layers and the input scale (0 for pixels) of the ROM."""
     images = calibration_images(dataset, data_dir, calib)
-    feats = host_features(cm, images)
+    first = cm.layers[0]
+    if first.kind == "linear" and images[0].size != first.shape[1]:
+        raise DeepcompError(f"{source}: expects {first.shape[1]} inputs, {dataset} images have {images[0].size}")
+    feats = host_features(cm, images, source)
     if feats is None:
         return to_int_layers(float_layers(cm), images.reshape(len(images), -1),
                              percentile=percentile), 0.0
@@ -79,7 +82,7 @@ def run_rom(args: argparse.Namespace) -> int:
 
     cm = load(args.model)
     layers, scale = int_layers_for(cm, args.dataset or dataset_for_arch(cm.arch), args.data_dir,
-                                   args.calib_images, args.percentile)
+                                   args.calib_images, args.percentile, str(args.model))
     image = build(layers, args.pes, args.max_code_len, flags=FLAG_SIGNED_INPUT if scale else 0,
                   input_scale=scale)
     save(image, args.output, args.format)
@@ -118,7 +121,13 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     if rom.signed_input:
         if host is None:
             raise DeepcompError(f"{rom_path}: holds the fc layers of a conv net; pass --host model.dcz")
-        x = quantize_features(host_features(load(host), x), rom.input_scale)
+        feats = host_features(load(host), x, str(host))
+        if feats is None or feats[0].size != rom.input_size:
+            raise DeepcompError(f"{host}: its convolutions make {0 if feats is None else feats[0].size} "
+                                f"features, {rom_path} expects {rom.input_size} inputs")
+        x = quantize_features(feats, rom.input_scale)
+    elif host is not None:
+        raise DeepcompError(f"{rom_path}: takes pixels; --host is only for the fc layers of a conv net")
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")

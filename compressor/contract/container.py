@@ -28,7 +28,15 @@ from .sparse import relative_decode, relative_encode
 MAGIC = b"DCMP"
 VERSION = 1
 KINDS = {0: "linear", 1: "conv"}
-MAX_ENTRIES = 1 << 32
+# Limits, checked while reading and before anything is allocated, so the memory and time a
+# file can cost are bounded by its size (docs/format.md, "Limits"):
+MAX_LAYERS = 1024
+MAX_DIM = 1 << 20  # any one dimension of a weight shape
+MAX_STRIDE = 64  # convolution stride and padding
+# weights a file may declare: this many per byte of the file (a 256x ratio over float32,
+# 2.6x beyond the best measured) plus a floor for tiny models
+WEIGHTS_PER_BYTE = 64
+WEIGHTS_FLOOR = 1 << 20
 
 
 @dataclass
@@ -176,41 +184,60 @@ def decode(data: bytes, path: str | Path = "<bytes>") -> CompressedModel:
     r = Reader(data, path)
     r.take(5)
     arch = r.text()
+    budget = WEIGHTS_FLOOR + WEIGHTS_PER_BYTE * len(data)  # weights this file may still declare
     layers = []
-    for _ in range(r.varint(limit=1024)):
+    n_layers = r.varint(limit=MAX_LAYERS)
+    if n_layers == 0:
+        r.fail("no layers")
+    for _ in range(n_layers):
         name = r.text()
         flags = r.u8()
+        if flags > 3:
+            r.fail(f"layer {name}: unknown flags {flags:#x}")
         conv = bool(flags & 1)
-        shape = tuple(r.varint(limit=1 << 20) for _ in range(4 if conv else 2))
-        if int(np.prod(shape, dtype=np.float64)) > 1 << 28 or 0 in shape:
-            r.fail(f"layer {name}: implausible weight shape {shape}")
-        stride, padding = (r.varint(64), r.varint(64)) if conv else (1, 0)
+        shape = tuple(r.varint(limit=MAX_DIM) for _ in range(4 if conv else 2))
+        size = int(np.prod(shape, dtype=np.float64))
+        if 0 in shape:
+            r.fail(f"layer {name}: empty weight shape {shape}")
+        if size > budget:
+            r.fail(f"layer {name}: weight shape {shape} is implausible for a {len(data)}-byte file "
+                   f"(at most {WEIGHTS_PER_BYTE} weights per byte)")
+        budget -= size
+        stride, padding = (r.varint(MAX_STRIDE), r.varint(MAX_STRIDE)) if conv else (1, 0)
+        if conv and stride == 0:
+            r.fail(f"layer {name}: stride 0")
         wz = r.u8()
         wbits, zbits = wz >> 4, wz & 15
         if not (1 <= wbits <= 8 and 1 <= zbits <= 8):
             r.fail(f"layer {name}: widths wbits={wbits} zbits={zbits} out of range")
-        n_entries = r.varint(limit=MAX_ENTRIES)
+        # every entry is at least one bit in each stream, and the streams are in the file
+        n_entries = r.varint(limit=8 * len(data))
         codebook = np.concatenate([[0.0], r.f16((1 << wbits) - 1)]).astype(np.float32)
         bias = r.f16(shape[0]) if flags & 2 else None
+        if not (np.isfinite(codebook).all() and (bias is None or np.isfinite(bias).all())):
+            r.fail(f"layer {name}: codebook or bias is not finite")
         wcode = CanonicalCode(r.nibbles(1 << wbits))
         zcode = CanonicalCode(r.nibbles(1 << zbits))
         streams = []
         for code in (wcode, zcode):
+            raw = bytes(r.take(r.varint(limit=len(data))))
+            if n_entries > 8 * len(raw):
+                r.fail(f"layer {name}: {n_entries} entries cannot fit a {len(raw)}-byte stream")
             bits = bitarray(endian="big")
-            bits.frombytes(bytes(r.take(r.varint(limit=len(data)))))
+            bits.frombytes(raw)
             try:
                 streams.append(code.decode(bits, n_entries))
             except ValueError as e:
                 r.fail(f"layer {name}: {e}")
         w, z = streams
         pos, idx = relative_decode(z, w)
-        size = int(np.prod(shape))
         if pos.size and pos[-1] >= size:
             r.fail(f"layer {name}: positions run past the {size} weights")
-        flat = np.zeros(size, dtype=np.int64)
-        flat[pos] = idx
         rows, cols = shape[0], size // shape[0]
-        index = flat.reshape(cols, rows).T.reshape(shape).copy()
+        # one byte per weight (wbits <= 8), written column-major as stored
+        index = np.zeros((cols, rows), dtype=np.uint8)
+        index.reshape(-1)[pos] = idx
+        index = np.ascontiguousarray(index.T).reshape(shape)
         layers.append(LayerRecord(name, KINDS[int(conv)], shape, codebook, index, bias,
                                   wbits, zbits, stride, padding))
     r.expect_end()
