@@ -22,7 +22,7 @@ import zstandard
 from bitarray import bitarray
 
 from compressor.checkpoint import save_dense
-from compressor.commands import meta_path
+from compressor.commands import file_crc, meta_path
 from compressor.contract.container import load, save
 from compressor.contract.data import load_dataset
 from compressor.contract.huffman import entropy_bits
@@ -109,7 +109,7 @@ def main() -> None:
     dcz = out.with_suffix(".dcz")
     size = save(cm, dcz)
     stats = layer_stats(cm)
-    report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats)
+    report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats, dcz_crc32=file_crc(dcz))
     meta_path(dcz).write_text(json.dumps(report, indent=1))
     out.with_suffix(".pt").unlink()  # the dense checkpoint is not a result
     back = load(dcz)

@@ -16,7 +16,7 @@ from torch import nn
 
 from .contract.binfmt import atomic_write, read_file
 from .contract.errors import DeepcompError
-from .models import build
+from .models import arch_shapes, build
 
 FORMAT = "deepcomp-dense-v1"
 
@@ -38,10 +38,20 @@ def load_dense(path: str | Path) -> tuple[nn.Module, str, str, dict]:
         raise DeepcompError(f"{path}: not a PyTorch checkpoint ({first[:120]})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise DeepcompError(f"{path}: not a deepcomp dense checkpoint (made by 'deepcomp train')")
-    model = build(ck["arch"])
+    arch, state = ck.get("arch"), ck.get("state_dict")
+    if not isinstance(arch, str) or not isinstance(state, dict):
+        raise DeepcompError(f"{path}: checkpoint has no architecture or no weights")
     try:
-        model.load_state_dict(ck["state_dict"])
+        want = arch_shapes(arch)
+    except DeepcompError as e:
+        raise DeepcompError(f"{path}: {e}") from None
+    have = [tuple(v.shape) for k, v in state.items() if k.endswith("weight") and hasattr(v, "shape")]
+    if have != want:  # before building: the arch string alone could ask for any size
+        raise DeepcompError(f"{path}: weights {have} do not match arch {arch}")
+    model = build(arch)
+    try:
+        model.load_state_dict(state)
     except (RuntimeError, TypeError) as e:
-        raise DeepcompError(f"{path}: weights do not match arch {ck['arch']} ({str(e).splitlines()[0]})") from None
+        raise DeepcompError(f"{path}: weights do not match arch {arch} ({str(e).splitlines()[0]})") from None
     model.eval()
-    return model, ck["arch"], ck.get("dataset", "mnist"), ck.get("meta", {})
+    return model, arch, ck.get("dataset", "mnist"), ck.get("meta", {})

@@ -16,12 +16,13 @@ letting those commands vanish from the parser.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from importlib import metadata, util
 from pathlib import Path
 
-from .contract.cli import Command, HelpFormatter
-from .contract.errors import DeepcompError
+# Only the standard library at import time: a Ctrl-C while the console script starts
+# lands in main()'s handler, not in a traceback. The project's modules are imported there.
 
 GROUP = "deepcomp.commands"
 DIST = "deepcomp-fpga"
@@ -34,6 +35,12 @@ def version() -> str:
         return metadata.version(DIST)
     except metadata.PackageNotFoundError:
         return "unknown (not installed: pip install -e .)"
+
+
+def _error(msg: str) -> Exception:
+    from .contract.errors import DeepcompError
+
+    return DeepcompError(msg)
 
 
 def foreign_package(name: str) -> str | None:
@@ -64,12 +71,14 @@ class _Unavailable:
         pass
 
     def run(self, args: argparse.Namespace) -> int:
-        raise DeepcompError(f"{args.command}: {self.why}")
+        raise _error(f"{args.command}: {self.why}")
 
 
-def load_commands() -> dict[str, Command | _Unavailable]:
-    """Every registered subcommand, in the order the package metadata lists them."""
-    found: dict[str, Command | _Unavailable] = {}
+def load_commands() -> dict:
+    """Every registered subcommand (name -> Command), in the order the package metadata lists them."""
+    from .contract.cli import Command
+
+    found: dict = {}
     shadowed = {name: why for name in PACKAGES if (why := foreign_package(name))}
     for ep in entry_points():
         top = ep.value.split(".")[0].split(":")[0]
@@ -82,10 +91,10 @@ def load_commands() -> dict[str, Command | _Unavailable]:
             found.setdefault(ep.name, _Unavailable(f"cannot import {e.name or e} for {ep.value}"))
             continue
         if not isinstance(cmd, Command):
-            raise DeepcompError(f"command {ep.name} ({ep.value}): not a deepcomp Command")
+            raise _error(f"command {ep.name} ({ep.value}): not a deepcomp Command")
         found.setdefault(ep.name, cmd)
     if not found:
-        raise DeepcompError(f"no commands registered under '{GROUP}': install the package (pip install -e .)")
+        raise _error(f"no commands registered under '{GROUP}': install the package (pip install -e .)")
     return found
 
 
@@ -94,12 +103,14 @@ def entry_points() -> list[metadata.EntryPoint]:
 
 
 def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
+    from .contract.cli import HelpFormatter, Parser
+
     commands = load_commands() if commands is None else commands
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="deepcomp",
         description=f"Deep Compression to a ROM image, and the accelerator that runs it ({DIST}).")
     parser.add_argument("--version", action="version", version=f"deepcomp ({DIST}) {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name, cmd in commands.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, formatter_class=HelpFormatter)
         cmd.add_args(p)
@@ -107,9 +118,24 @@ def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP, raised in the main thread so ``finally`` blocks remove temporary files."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     chosen = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _terminate)
+        from .contract.errors import DeepcompError
+    except KeyboardInterrupt:
+        print("deepcomp: interrupted", file=sys.stderr)
+        return 130
     try:
         commands = load_commands()
         if isinstance(commands.get(chosen), _Unavailable):  # before argparse sees its options
@@ -119,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeepcompError as e:
         print(f"deepcomp: {e}", file=sys.stderr)
         return 2
+    except Terminated as t:
+        print("deepcomp: terminated", file=sys.stderr)
+        return 128 + int(t.args[0])
     except ModuleNotFoundError as e:
         if e.name != "torch":
             raise

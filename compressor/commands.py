@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from .contract.binfmt import atomic_write
-from .contract.cli import Command, add_data_args, emit, floats, ints
+from .contract.binfmt import atomic_write, read_file
+from .contract.cli import Command, add_data_args, bounded, emit, listed
 from .contract.container import CompressedModel, load, save
 from .contract.data import load_dataset
 from .contract.errors import DeepcompError
@@ -18,8 +19,16 @@ from .kmeans import INITS
 # `deepcomp --help` and the hardware commands start without loading torch
 
 
+COUNT = bounded(int, 0, 100_000)  # epochs
+RATE = bounded(float, 0, 100, above=True)  # learning rates
+SHIFT = bounded(int, 0, 8)  # augmentation shift in pixels
+SEED = bounded(int, 0, 2**32 - 1)  # numpy and torch seeds
+DENSITIES = listed(bounded(float, 0, 1, above=True))
+ZBITS = listed(bounded(int, 1, 8))  # the .dcz stores zbits in 4 bits, 1..8 (docs/format.md)
+
+
 def zbits_arg(s: str) -> list[int] | str:
-    return "auto" if s == "auto" else ints(s)
+    return "auto" if s == "auto" else ZBITS(s)
 
 
 def dataset_for_arch(arch: str) -> str:
@@ -30,16 +39,16 @@ def dataset_for_arch(arch: str) -> str:
 
 def add_fit_args(p: argparse.ArgumentParser, prefix: str, epochs: int, lr: float) -> None:
     what = prefix.rstrip("-") or "training"
-    p.add_argument(f"--{prefix}epochs", type=int, default=epochs, help=f"{what} epochs")
-    p.add_argument(f"--{prefix}lr", type=float, default=lr, help=f"{what} learning rate (SGD peak)")
+    p.add_argument(f"--{prefix}epochs", type=COUNT, default=epochs, help=f"{what} epochs")
+    p.add_argument(f"--{prefix}lr", type=RATE, default=lr, help=f"{what} learning rate (SGD peak)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="lenet300, lenet5 or mlp:IN-H-...-OUT (default: by dataset)")
     add_data_args(p, default="digits")
     add_fit_args(p, "", 20, 0.05)
-    p.add_argument("--augment", type=int, default=0, help="random shift in pixels (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, shuffling and augmentation")
+    p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels (0: none)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the initialisation, shuffling and augmentation")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .pt checkpoint")
 
 
@@ -68,22 +77,22 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .dcz")
     add_data_args(p)
     g = p.add_argument_group("pruning")
-    g.add_argument("--density", type=floats, help="fraction of weights kept per layer, e.g. 0.08,0.09,0.26")
-    g.add_argument("--quality", type=float, help="threshold = quality x std of each layer (instead of --density)")
-    g.add_argument("--prune-steps", type=int, default=4, help="steps from dense to the final density")
-    g.add_argument("--prune-epochs", type=int, default=4, help="retraining epochs per step")
-    g.add_argument("--final-epochs", type=int, default=8, help="retraining epochs after the last step")
-    g.add_argument("--lr", type=float, default=0.01, help="retraining learning rate")
+    g.add_argument("--density", type=DENSITIES, help="fraction of weights kept per layer, e.g. 0.08,0.09,0.26")
+    g.add_argument("--quality", type=bounded(float, 0, above=True), help="threshold = quality x std of each layer (instead of --density)")
+    g.add_argument("--prune-steps", type=bounded(int, 1, 1000), default=4, help="steps from dense to the final density")
+    g.add_argument("--prune-epochs", type=COUNT, default=4, help="retraining epochs per step")
+    g.add_argument("--final-epochs", type=COUNT, default=8, help="retraining epochs after the last step")
+    g.add_argument("--lr", type=RATE, default=0.01, help="retraining learning rate")
     q = p.add_argument_group("quantization and coding")
-    q.add_argument("--bits", type=ints, help="weight index bits per layer (default 8 conv, 5 fc)")
+    q.add_argument("--bits", type=listed(bounded(int, 1, 8)), help="weight index bits per layer (default 8 conv, 5 fc)")
     q.add_argument("--zbits", type=zbits_arg,
                    help="relative index bits per layer, or 'auto': the width that codes each layer smallest "
                         "(default 5 conv, 4 fc)")
     q.add_argument("--init", choices=INITS, default="linear", help="centroid initialisation")
-    q.add_argument("--finetune-epochs", type=int, default=4, help="epochs of centroid fine-tuning (Adam)")
-    q.add_argument("--finetune-lr", type=float, default=1e-4, help="centroid fine-tuning learning rate")
-    p.add_argument("--augment", type=int, default=0, help="random shift in pixels while retraining")
-    p.add_argument("--seed", type=int, default=0, help="seed of k-means, shuffling and augmentation")
+    q.add_argument("--finetune-epochs", type=COUNT, default=4, help="epochs of centroid fine-tuning (Adam)")
+    q.add_argument("--finetune-lr", type=RATE, default=1e-4, help="centroid fine-tuning learning rate")
+    p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels while retraining")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of k-means, shuffling and augmentation")
 
 
 def run_compress(args: argparse.Namespace) -> int:
@@ -109,7 +118,7 @@ def run_compress(args: argparse.Namespace) -> int:
     cm, report = compress(model, arch, data, cfg)
     size = save(cm, args.output)
     stats = layer_stats(cm)
-    report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats)
+    report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats, dcz_crc32=file_crc(args.output))
     atomic_write(meta_path(args.output), json.dumps(report, indent=1).encode())
     print(format_table(stats))
     for name, st in report["stages"].items():
@@ -121,6 +130,32 @@ def run_compress(args: argparse.Namespace) -> int:
 def meta_path(dcz: Path) -> Path:
     """Sidecar report: provenance for plots, not needed to decode, not counted in the ratio."""
     return dcz.with_name(dcz.name + ".meta.json")
+
+
+def file_crc(dcz: Path) -> int:
+    """The ``.dcz``'s own stored CRC32 (its last 4 bytes): what its report refers to."""
+    return int.from_bytes(read_file(dcz)[-4:], "little")
+
+
+def read_meta(dcz: Path) -> dict | None:
+    """The report written beside ``dcz``, or None (with a one-line warning) if broken or stale.
+
+    ``.dcz`` and report are two renames; a report whose ``dcz_crc32`` is not the
+    file's own (an interrupted run, a copied file) describes another model.
+    """
+    meta = meta_path(dcz)
+    if not meta.is_file():
+        return None
+    try:
+        report = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = f"unreadable ({e.__class__.__name__})"
+    else:
+        if isinstance(report, dict) and report.get("dcz_crc32") == file_crc(dcz):
+            return report
+        why = "describes another model (stale)"
+    print(f"deepcomp: warning: {meta}: {why}; ignored", file=sys.stderr)
+    return None
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -190,9 +225,7 @@ def run_plot(args: argparse.Namespace) -> int:
     from .plot import plot_all
 
     cm: CompressedModel = load(args.model)
-    meta = meta_path(args.model)
-    report = json.loads(meta.read_text()) if meta.is_file() else None
-    for path in plot_all(cm, report, args.output):
+    for path in plot_all(cm, read_meta(args.model), args.output):
         print(path)
     return 0
 

@@ -13,14 +13,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
-from .contract.container import CompressedModel, LayerRecord, best_zbits
+from .contract.binfmt import MAX_TEXT
+from .contract.container import MAX_DIM, MAX_STRIDE, CompressedModel, LayerRecord, best_zbits
 from .contract.data import Dataset
+from .contract.errors import DeepcompError
 from .models import compressible_layers
 from .prune import PruneConfig, iterative_prune, per_layer
 from .quantize import finetune, quantize_model, round_to_storage
-from .train import FitConfig, error_rate, seed_everything
+from .train import FitConfig, error_rate, seed_everything, to_tensor
 
 
 @dataclass
@@ -40,8 +43,42 @@ def default_widths(layers: list[tuple[str, nn.Module]], given: list[int] | None,
     return [conv if isinstance(m, nn.Conv2d) else fc for _, m in layers]
 
 
+def check_config(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) -> None:
+    """Refuse, before any training, settings or layers the ``.dcz`` cannot store (docs/format.md)."""
+    layers = compressible_layers(model)
+    n = len(layers)
+    for what, values, lo, hi in (("bits", cfg.bits, 1, 8),
+                                 ("zbits", None if cfg.zbits == "auto" else cfg.zbits, 1, 8)):
+        if values is not None:
+            if len(values) > n:
+                raise DeepcompError(f"--{what}: {len(values)} values for {n} layers")
+            if any(not (lo <= int(v) <= hi) or int(v) != v for v in values):
+                raise DeepcompError(f"--{what} {','.join(map(str, values))}: each must be {lo}..{hi}")
+    dens = cfg.prune.density
+    if dens is not None and (len(dens) > n or any(not (0 < d <= 1) for d in dens)):
+        raise DeepcompError(f"--density: need at most {n} values in (0, 1], got {dens}")
+    if len(arch.encode()) > MAX_TEXT:
+        raise DeepcompError(f"architecture name of {len(arch.encode())} bytes (at most {MAX_TEXT})")
+    for name, m in layers:
+        if any(d > MAX_DIM for d in m.weight.shape):
+            raise DeepcompError(f"layer {name}: weight shape {tuple(m.weight.shape)} exceeds {MAX_DIM} per dimension")
+        if isinstance(m, nn.Conv2d):
+            if isinstance(m.padding, str) or len(set(m.padding)) != 1 or len(set(m.stride)) != 1:
+                raise DeepcompError(f"layer {name}: stride {m.stride} / padding {m.padding!r}: the .dcz stores "
+                                    "one integer stride and padding for both dimensions")
+            if m.stride[0] > MAX_STRIDE or m.padding[0] > MAX_STRIDE:
+                raise DeepcompError(f"layer {name}: stride or padding above {MAX_STRIDE}")
+    with torch.no_grad():  # the model must take the dataset's images (else a matmul error mid-run)
+        try:
+            model.eval()(to_tensor(data.train.images[:2]))
+        except RuntimeError as e:
+            raise DeepcompError(f"{arch}: does not take {data.name} images of shape "
+                                f"{tuple(data.train.images.shape[1:])} ({str(e).splitlines()[0][:120]})") from None
+
+
 def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) -> tuple[CompressedModel, dict]:
     """Prune, quantize and fine-tune ``model`` in place; return its container record and a report."""
+    check_config(model, arch, data, cfg)
     seed_everything(cfg.seed)
     layers = compressible_layers(model)
     bits = default_widths(layers, cfg.bits, 8, 5)

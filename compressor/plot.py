@@ -18,21 +18,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .contract.binfmt import atomic_write  # noqa: E402
+from .contract.binfmt import atomic_write_many  # noqa: E402
 from .contract.container import CompressedModel, encode  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path) -> tuple[str, bytes]:
+    """The figure as PNG bytes, named for ``plot_all``'s all-or-nothing write."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
-    return path
+    return path.name, buf.getvalue()
 
 
-def plot_codebooks(cm: CompressedModel, report: dict | None, out: Path) -> Path:
+def plot_codebooks(cm: CompressedModel, report: dict | None, out: Path) -> tuple[str, bytes]:
     n = len(cm.layers)
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n), squeeze=False)
     for ax, rec in zip(axes[:, 0], cm.layers, strict=True):
@@ -56,7 +56,7 @@ def plot_codebooks(cm: CompressedModel, report: dict | None, out: Path) -> Path:
     return _save(fig, out / "codebook.png")
 
 
-def plot_symbols(cm: CompressedModel, out: Path) -> Path:
+def plot_symbols(cm: CompressedModel, out: Path) -> tuple[str, bytes]:
     encode(cm)
     n = len(cm.layers)
     fig, axes = plt.subplots(n, 2, figsize=(10, 2.4 * n), squeeze=False)
@@ -70,7 +70,7 @@ def plot_symbols(cm: CompressedModel, out: Path) -> Path:
     return _save(fig, out / "symbols.png")
 
 
-def plot_storage(cm: CompressedModel, out: Path) -> Path:
+def plot_storage(cm: CompressedModel, out: Path) -> tuple[str, bytes]:
     encode(cm)
     kinds = ["weights", "index", "codebook", "bias", "overhead"]
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -87,4 +87,5 @@ def plot_storage(cm: CompressedModel, out: Path) -> Path:
 
 
 def plot_all(cm: CompressedModel, report: dict | None, out: Path) -> list[Path]:
-    return [plot_codebooks(cm, report, out), plot_symbols(cm, out), plot_storage(cm, out)]
+    figures = [plot_codebooks(cm, report, out), plot_symbols(cm, out), plot_storage(cm, out)]
+    return atomic_write_many(out, dict(figures))

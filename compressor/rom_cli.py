@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract.cli import Command, add_data_args, emit
+from .contract.cli import IMAGES, PES, Command, add_data_args, bounded, emit
 from .contract.container import CompressedModel, load
 from .contract.data import load_dataset
 from .contract.errors import DeepcompError
@@ -67,14 +67,14 @@ def int_layers_for(cm: CompressedModel, dataset: str, data_dir: Path | None,
 
 def add_rom_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="compressed .dcz")
-    p.add_argument("--pes", type=int, default=4, help="number of processing elements N")
+    p.add_argument("--pes", type=PES, default=4, help="number of processing elements N")
     p.add_argument("-o", "--output", type=Path, required=True, help="output ROM image")
     p.add_argument("--format", choices=["bin", "hex", "mem"], default="bin",
                    help="bin: raw bytes; hex: one byte per line; mem: one 32-bit word per line")
-    p.add_argument("--max-code-len", type=int, default=12, help="Huffman code length bound L")
+    p.add_argument("--max-code-len", type=bounded(int, 1, 16), default=12, help="Huffman code length bound L")
     add_data_args(p)
-    p.add_argument("--calib-images", type=int, default=5000, help="training images for scales")
-    p.add_argument("--percentile", type=float, default=99.99, help="activation range percentile")
+    p.add_argument("--calib-images", type=bounded(int, 1, 1_000_000), default=5000, help="training images for scales")
+    p.add_argument("--percentile", type=bounded(float, 0, 100, above=True), default=99.99, help="activation range percentile")
 
 
 def run_rom(args: argparse.Namespace) -> int:
@@ -94,7 +94,7 @@ def run_rom(args: argparse.Namespace) -> int:
 def add_golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("rom", type=Path, help="ROM image (bin, hex or mem)")
     add_data_args(p, default="mnist")
-    p.add_argument("--images", type=int, help="first K test images (default: all)")
+    p.add_argument("--images", type=IMAGES, help="first K test images (default: all)")
     p.add_argument("--host", type=Path,
                    help="for a ROM of a conv net's fc layers: the .dcz whose convolutions run on the host")
     p.add_argument("--json", action="store_true", help="print one JSON object")

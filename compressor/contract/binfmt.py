@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import DeepcompError, FormatError
 
+MAX_TEXT = 4096  # bytes of a text field (architecture and layer names)
 
 class Writer:
     """Append-only byte builder with the few encodings the formats use."""
@@ -120,7 +121,7 @@ class Reader:
             self.fail(f"value {v} out of range (limit {limit})")
         return v
 
-    def text(self, limit: int = 4096) -> str:
+    def text(self, limit: int = MAX_TEXT) -> str:
         n = self.varint(limit)
         try:
             return bytes(self.take(n)).decode("utf-8")
@@ -158,9 +159,44 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a directory in the way, a read-only target
+        Path(tmp).unlink(missing_ok=True)
+        raise DeepcompError(f"{path}: cannot write ({e.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_many(directory: str | Path, files: dict[str, bytes]) -> list[Path]:
+    """Write several files into ``directory`` all or nothing as far as a crash goes.
+
+    Every temporary file is written (and any failure, a full disk say, removes
+    them all) before the first rename, so an interrupted run leaves either the
+    old outputs or the new ones, plus at most the renames of one instant.
+    """
+    directory = Path(directory)
+    done: list[tuple[str, Path]] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+            done.append((tmp, directory / name))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except OSError as e:
+        for tmp, _ in done:
+            Path(tmp).unlink(missing_ok=True)
+        raise DeepcompError(f"{directory}: cannot write ({e.strerror})") from None
+    except BaseException:
+        for tmp, _ in done:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    umask = os.umask(0)
+    os.umask(umask)
+    for tmp, final in done:
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, final)
+    return [final for _, final in done]
 
 
 def read_file(path: str | Path) -> bytes:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,18 +40,51 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def floats(s: str) -> list[float]:
-    try:
-        return [float(v) for v in s.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line, ``deepcomp <command>: <problem>``, and exit status 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
-def ints(s: str) -> list[int]:
-    try:
-        return [int(v) for v in s.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+def bounded(kind: type, lo: float | None = None, hi: float | None = None, *,
+            above: bool = False) -> Callable[[str], float]:
+    """An argparse type: ``kind`` (int or float), finite, within ``[lo, hi]`` (``(lo, hi]`` if ``above``).
+
+    Options are checked when the command line is parsed, before any work starts.
+    """
+    def parse(s: str):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {s!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{s!r} is not a finite number")
+        if (lo is not None and (v <= lo if above else v < lo)) or (hi is not None and v > hi):
+            left = "" if lo is None else f"{lo:g} {'<' if above else '<='} "
+            right = "" if hi is None else f" <= {hi:g}"
+            raise argparse.ArgumentTypeError(f"{s} is out of range (need {left}x{right})")
+        return v
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def listed(item: Callable[[str], float]) -> Callable[[str], list]:
+    """A comma-separated list of ``item`` values (an argparse type)."""
+    def parse(s: str) -> list:
+        return [item(v) for v in s.split(",")]
+
+    parse.__name__ = "list"
+    return parse
+
+
+floats = listed(bounded(float))
+ints = listed(bounded(int))
+PES = bounded(int, 1, 64)  # processing elements N (the ROM header's limit)
+IMAGES = bounded(int, 1)  # "first K images"
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> None:

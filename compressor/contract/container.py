@@ -245,7 +245,17 @@ def decode(data: bytes, path: str | Path = "<bytes>") -> CompressedModel:
 
 
 def save(cm: CompressedModel, path: str | Path) -> int:
+    """Write ``cm``; the bytes are read back first, so no file is written that :func:`load` refuses."""
+    for rec in cm.layers:
+        for what, values in (("codebook", rec.codebook), ("bias", rec.bias)):
+            if values is not None and not np.isfinite(np.asarray(values, dtype=np.float16)).all():
+                raise DeepcompError(f"{path}: not written: layer {rec.name}'s {what} is not finite in float16 "
+                                    "(NaN, or beyond +-65504)")
     data = encode(cm)
+    try:
+        decode(data, path)
+    except DeepcompError as e:
+        raise DeepcompError(f"{path}: not written, it would not read back: {str(e).split(': ', 1)[-1]}") from None
     atomic_write(path, data)
     return len(data)
 

@@ -320,16 +320,26 @@ def from_readmemh(text: bytes, path: str | Path = "<text>") -> bytes:
     return b"".join(words)[:n]
 
 
-def load(path: str | Path) -> RomImage:
+def read_image(path: str | Path, pes: int | None = None) -> tuple[bytes, RomImage]:
+    """Read a ROM file (bin, hex or mem): the raw image bytes and the parsed image.
+
+    A missing or unreadable file, a malformed hex/mem text or a corrupt image is a
+    one-line :class:`DeepcompError`; so is an image not laid out for ``pes`` PEs
+    (the RTL's parameter) when ``pes`` is given.
+    """
     data = read_file(path)
     if data[:2] == b"//":
         data = from_readmemh(data, path)
-    return parse(data, path)
+    rom = parse(data, path)
+    if pes is not None and pes != rom.n_pes:
+        raise DeepcompError(f"{path}: laid out for {rom.n_pes} PEs, --pes {pes}")
+    return data, rom
+
+
+def load(path: str | Path) -> RomImage:
+    return read_image(path)[1]
 
 
 def load_for_pes(path: str | Path, pes: int) -> RomImage:
     """Load an image that must be laid out for ``pes`` PEs (the RTL's parameter)."""
-    rom = load(path)
-    if pes != rom.n_pes:
-        raise DeepcompError(f"{path}: laid out for {rom.n_pes} PEs, --pes {pes}")
-    return rom
+    return read_image(path, pes)[1]
