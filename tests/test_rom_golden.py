@@ -39,7 +39,7 @@ def test_golden_matches_reference_on_extreme_layers(rng, n_pes):
 
 
 def test_entry_counts_include_fillers(rng):
-    layer = int_layer(rng, 20, 2, 0.0, zbits=2)
+    layer = int_layer(rng, 20, 2, 0.0, zbits=2, relu=False)  # a one-layer net: its layer is the last
     layer.index[17, 1] = 1  # PE 0 of 1: gap 17 = 4 fillers of 4 + z=1
     d = decode_rom(parse(build([layer], 1)))[0]
     assert d.entries[:, 0].tolist() == [0, 5]

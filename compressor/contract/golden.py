@@ -95,6 +95,9 @@ def decode_layer(rom: RomImage, li: int, path: str = "<rom>") -> DecodedLayer:
     index[row, col] = widx
     il = IntLayer(index, layer.codebook, layer.bias, layer.relu, layer.mult, layer.shift,
                   layer.wbits, layer.zbits)
+    if il.acc_bound() >= 1 << (rom.acc_bits - 1):  # the RTL's int32 accumulator would wrap
+        raise FormatError(f"{path}: layer {li}: accumulator bound {il.acc_bound()} needs more than "
+                          f"{rom.acc_bits} bits")
     return DecodedLayer(il, seg_entries.reshape(layer.cols, n))
 
 

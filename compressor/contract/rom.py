@@ -15,6 +15,7 @@ j ends where j + 1 starts). Byte-by-byte layout: docs/format.md.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from .binfmt import Reader, atomic_write, read_file
 from .errors import DeepcompError, FormatError
-from .fixedpoint import IntLayer
+from .fixedpoint import MULT_BITS, IntLayer
 from .huffman import CanonicalCode, decode_tables
 from .sparse import relative_encode
 
@@ -35,6 +36,13 @@ TABLE_ENTRY = struct.Struct("<II")  # limit, offset for one code length
 MAX_PES = 64
 MAX_L = 16
 FLAG_SIGNED_INPUT = 1
+# the engine's arithmetic (docs/arithmetic.md): what the reader accepts and the writer writes
+CB_BITS = 16
+ACC_BITS = 32
+MAX_SHIFT = 62
+# weights an image may declare: per byte of the image, plus a floor (bounds the golden model's memory)
+WEIGHTS_PER_BYTE = 64
+WEIGHTS_FLOOR = 1 << 20
 
 
 @dataclass
@@ -101,17 +109,39 @@ def interleave(index: np.ndarray, n_pes: int, zbits: int, wbits: int) -> tuple:
 
 def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 16,
           acc_bits: int = 32, flags: int = 0, input_scale: float = 0.0) -> bytes:
-    """Lay ``layers`` out for ``n_pes`` PEs; returns the image bytes (CRC32 last)."""
+    """Lay ``layers`` out for ``n_pes`` PEs; returns the image bytes (CRC32 last).
+
+    Refuses (one-line DeepcompError) anything :func:`parse` would refuse, so
+    no image is written that the reader, and so the hardware, does not take.
+    The last layer's unused ``M``/``S`` are stored as 0.
+    """
     if not 1 <= n_pes <= MAX_PES:
         raise DeepcompError(f"--pes {n_pes}: must be 1..{MAX_PES}")
     if not 1 <= max_len <= MAX_L:
         raise DeepcompError(f"code length bound {max_len}: must be 1..{MAX_L}")
+    if cb_bits != CB_BITS or acc_bits != ACC_BITS:
+        raise DeepcompError(f"the engine has {CB_BITS}-bit codebooks and a {ACC_BITS}-bit accumulator")
+    if not layers or len(layers) > 255:
+        raise DeepcompError(f"{len(layers)} layers: the ROM holds 1..255")
     for a, b in zip(layers[:-1], layers[1:], strict=False):
         if a.rows != b.cols:
             raise DeepcompError(f"layer shapes do not chain ({a.rows} outputs feed {b.cols} inputs)")
     for li, layer in enumerate(layers):
+        last = li == len(layers) - 1
         if layer.bias.shape != (layer.rows,) or layer.codebook.shape != (1 << layer.wbits,):
             raise DeepcompError(f"layer {li}: bias or codebook size does not match the layer")
+        if not (1 <= layer.wbits <= 8 and 1 <= layer.zbits <= 8 and layer.rows < 1 << 16 and layer.cols < 1 << 16):
+            raise DeepcompError(f"layer {li}: {layer.rows}x{layer.cols}, wbits {layer.wbits}, zbits {layer.zbits} "
+                                "out of the ROM's range")
+        if bool(layer.relu) == last:
+            raise DeepcompError(f"layer {li}: hidden layers have ReLU, the last layer has none")
+        if not last and not (0 <= layer.mult < 1 << MULT_BITS and 0 <= layer.shift <= MAX_SHIFT):
+            raise DeepcompError(f"layer {li}: requantization M={layer.mult} S={layer.shift} out of range")
+        cb = np.asarray(layer.codebook)
+        if cb[0] != 0 or np.abs(cb).max(initial=0) >= 1 << (CB_BITS - 1):
+            raise DeepcompError(f"layer {li}: codebook entry 0 must be 0 and entries fit int{CB_BITS}")
+        if layer.acc_bound() >= 1 << (ACC_BITS - 1):
+            raise DeepcompError(f"layer {li}: accumulator bound {layer.acc_bound()} needs more than {ACC_BITS} bits")
     bits_per_pe = np.zeros(n_pes, dtype=np.int64)
     pe_bits: list[list] = [[] for _ in range(n_pes)]
     per_layer = []
@@ -149,8 +179,7 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
     for layer, (code, ptr) in zip(layers, per_layer, strict=True):
         limit, offset, symbols = decode_tables(code, max_len)
         parts = {
-            "codebooks": np.asarray(layer.codebook, dtype="<i2").tobytes() if cb_bits <= 16
-            else np.asarray(layer.codebook, dtype="<i4").tobytes(),
+            "codebooks": np.asarray(layer.codebook, dtype="<i2").tobytes(),
             "tables": b"".join(TABLE_ENTRY.pack(int(a), int(b)) for a, b in zip(limit, offset, strict=True)),
             "symbols": np.asarray(symbols, dtype="<u2").tobytes(),
             "biases": np.asarray(layer.bias, dtype="<i4").tobytes(),
@@ -161,8 +190,9 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
             offs[key] = base + len(body)
             body += raw
             body += b"\0" * (-len(body) % 4)
+        mult, shift = (layer.mult, layer.shift) if layer.relu else (0, 0)
         descs.append(DESC.pack(layer.rows, layer.cols, layer.wbits, layer.zbits, int(layer.relu),
-                               layer.shift, layer.mult, offs["codebooks"], offs["tables"],
+                               shift, mult, offs["codebooks"], offs["tables"],
                                offs["symbols"], offs["biases"], offs["pointers"],
                                symbols.size, 0))
     stream_offset = base + len(body)
@@ -196,8 +226,31 @@ def _unpack_ptr(raw: bytes, nbytes: int, shape: tuple[int, int]) -> np.ndarray:
     return (b << (8 * np.arange(nbytes))[None, :]).sum(axis=1).reshape(shape)
 
 
+def _layout(descs: list[tuple], n_pes: int, max_len: int, ptr_bytes: int) -> tuple[list[dict], int]:
+    """Canonical byte offsets of every layer's sections and the stream start (as :func:`build` lays them)."""
+    off = HEADER.size + DESC.size * len(descs) + 8 * n_pes
+    out = []
+    for rows, cols, wbits, _zbits, n_sym in descs:
+        offs = {}
+        for key, n in (("codebooks", 2 << wbits), ("tables", TABLE_ENTRY.size * max_len),
+                       ("symbols", 2 * n_sym), ("biases", 4 * rows),
+                       ("pointers", (cols + 1) * n_pes * ptr_bytes)):
+            offs[key] = (off, n)
+            off += n + (-n % 4)
+        out.append(offs)
+    return out, off
+
+
 def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
-    """Read and validate an image; any inconsistency raises FormatError naming ``path``."""
+    """Read and validate an image; anything else raises FormatError naming ``path``.
+
+    The golden model is the hardware's specification, so this accepts exactly
+    the images the RTL computes correctly (docs/format.md, "Limits"): every
+    field within the hardware's domain, the canonical layout :func:`build`
+    writes (no stray bytes, zero padding), and no accumulator that can
+    overflow 32 bits (re-checked from the stored values by the golden model).
+    Nothing is allocated beyond a small multiple of the file's size.
+    """
     if len(data) < 4 or data[:4] != MAGIC:
         raise FormatError(f"{path}: not a deepcomp ROM image (bad magic {bytes(data[:4])!r})")
     if len(data) > 4 and data[4] != VERSION:
@@ -208,57 +261,86 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
     size = len(r.data)
     if total != len(data):
         r.fail(f"header says {total} bytes, file has {len(data)}")
-    if not (1 <= n_pes <= MAX_PES and 1 <= max_len <= MAX_L and n_layers >= 1
-            and 2 <= ptr_bytes <= 4 and cb_bits in (8, 16) and 8 <= acc_bits <= 48
-            and flags <= FLAG_SIGNED_INPUT and np.isfinite(input_scale) and input_scale >= 0):
+    if not (1 <= n_pes <= MAX_PES and 1 <= max_len <= MAX_L and n_layers >= 1 and 2 <= ptr_bytes <= 4):
         r.fail("header fields out of range")
-    if desc_off != HEADER.size or stream_off > size:
+    if cb_bits != CB_BITS or acc_bits != ACC_BITS:
+        r.fail(f"cb_bits {cb_bits} / acc_bits {acc_bits}: the engine has {CB_BITS}-bit codebooks "
+               f"and a {ACC_BITS}-bit accumulator")
+    if flags > FLAG_SIGNED_INPUT or not (np.isfinite(input_scale) and input_scale >= 0) \
+            or (input_scale > 0) != bool(flags & FLAG_SIGNED_INPUT):
+        r.fail("header flags or input scale out of range")
+    if desc_off != HEADER.size:
         r.fail("section offsets out of range")
     raw_descs = [DESC.unpack(r.take(DESC.size)) for _ in range(n_layers)]
     regions = [struct.unpack("<II", r.take(8)) for _ in range(n_pes)]
-    streams = []
-    for off, ln in regions:
-        if stream_off + off + ln > size:
-            r.fail("PE stream region runs past the end")
-        streams.append(bytes(r.data[stream_off + off: stream_off + off + ln]))
-
-    def section(off: int, n: int, what: str) -> bytes:
-        if off < desc_off or off + n > stream_off:
-            r.fail(f"{what} section out of range")
-        return bytes(r.data[off: off + n])
-
-    layers = []
-    for li, (rows, cols, wbits, zbits, relu, shift, mult, cb_off, tab_off, sym_off, bias_off,
-             ptr_off, n_sym, _) in enumerate(raw_descs):
+    geometry = []
+    budget = WEIGHTS_FLOOR + WEIGHTS_PER_BYTE * len(data)  # weights the golden model will hold
+    for li, (rows, cols, wbits, zbits, relu, shift, mult, *_, n_sym, reserved) in enumerate(raw_descs):
+        last = li == n_layers - 1
         if not (1 <= wbits <= 8 and 1 <= zbits <= 8 and rows >= 1 and cols >= 1):
             r.fail(f"layer {li}: geometry out of range")
-        if relu > 1 or shift > 62:
-            r.fail(f"layer {li}: requantization fields out of range")
-        alphabet = 1 << (wbits + zbits)
-        if not 1 <= n_sym <= alphabet:
-            r.fail(f"layer {li}: {n_sym} symbols for an alphabet of {alphabet}")
-        cb_dt = "<i2" if cb_bits == 16 else "<i1"
-        cb_raw = section(cb_off, (1 << wbits) * np.dtype(cb_dt).itemsize, f"layer {li} codebook")
-        codebook = np.frombuffer(cb_raw, dtype=cb_dt).astype(np.int64)
-        tab = np.frombuffer(section(tab_off, 8 * max_len, f"layer {li} table"), dtype="<u4")
+        if rows * cols > budget:
+            r.fail(f"layer {li}: {rows}x{cols} weights are implausible for a {len(data)}-byte image")
+        budget -= rows * cols
+        if relu != (0 if last else 1) or reserved:
+            r.fail(f"layer {li}: relu must be {0 if last else 1} ({'last' if last else 'hidden'} layer), "
+                   "reserved 0")
+        if (last and (mult or shift)) or mult >= 1 << MULT_BITS or shift > MAX_SHIFT:
+            r.fail(f"layer {li}: requantization M={mult} S={shift} out of range")
+        if not 1 <= n_sym <= 1 << (wbits + zbits):
+            r.fail(f"layer {li}: {n_sym} symbols for an alphabet of {1 << (wbits + zbits)}")
+        if li and cols != raw_descs[li - 1][0]:
+            r.fail(f"layer {li}: {cols} inputs but the previous layer has {raw_descs[li - 1][0]} outputs")
+        geometry.append((rows, cols, wbits, zbits, n_sym))
+    if raw_descs[0][1] != in_size or raw_descs[-1][0] != n_cls:
+        r.fail("header geometry disagrees with the layer descriptors")
+    layout, canonical_stream_off = _layout(geometry, n_pes, max_len, ptr_bytes)
+    at = canonical_stream_off
+    for off, ln in regions:
+        if off != at - canonical_stream_off or ln % 4:
+            r.fail("PE stream regions not contiguous and 4-byte sized")
+        at += ln
+    if stream_off != canonical_stream_off or at != size:
+        r.fail("sections do not tile the image (stray or missing bytes before the CRC)")
+    for li, d in enumerate(raw_descs):
+        if tuple(d[7:12]) != tuple(layout[li][k][0] for k in ("codebooks", "tables", "symbols", "biases",
+                                                               "pointers")):
+            r.fail(f"layer {li}: section offsets are not the canonical layout")
+    used = np.zeros(size, dtype=bool)  # every byte outside a section is zero padding
+    used[:HEADER.size + DESC.size * n_layers + 8 * n_pes] = True
+    used[stream_off:] = True
+    for offs in layout:
+        for off, n in offs.values():
+            used[off:off + n] = True
+    if np.frombuffer(r.data, dtype=np.uint8)[~used].any():
+        r.fail("non-zero padding between sections")
+    streams = [bytes(r.data[stream_off + off: stream_off + off + ln]) for off, ln in regions]
+    region_bits = np.array([8 * ln for _, ln in regions])
+
+    layers = []
+    for li, ((rows, cols, wbits, zbits, relu, shift, mult, *_), offs) in enumerate(zip(raw_descs, layout,
+                                                                                    strict=True)):
+        def section(key: str, offs: dict = offs) -> bytes:
+            off, n = offs[key]
+            return bytes(r.data[off: off + n])
+
+        codebook = np.frombuffer(section("codebooks"), dtype="<i2").astype(np.int64)
+        if codebook[0] != 0:
+            r.fail(f"layer {li}: codebook entry 0 must be the zero weight")
+        tab = np.frombuffer(section("tables"), dtype="<u4")
         limit, offset = tab[0::2].astype(np.int64), tab[1::2].astype(np.int64)
         if np.any(np.diff(limit) < 0) or limit[-1] > 1 << max_len or np.any(offset >= 1 << 16):
             r.fail(f"layer {li}: malformed Huffman table")
-        symbols = np.frombuffer(section(sym_off, 2 * n_sym, f"layer {li} symbols"), dtype="<u2").astype(np.int64)
-        if symbols.max(initial=0) >= alphabet:
+        symbols = np.frombuffer(section("symbols"), dtype="<u2").astype(np.int64)
+        if symbols.max(initial=0) >= 1 << (wbits + zbits):
             r.fail(f"layer {li}: symbol outside the alphabet")
-        bias = np.frombuffer(section(bias_off, 4 * rows, f"layer {li} biases"), dtype="<i4").astype(np.int64)
-        ptr = _unpack_ptr(section(ptr_off, (cols + 1) * n_pes * ptr_bytes, f"layer {li} pointers"),
-                          ptr_bytes, (cols + 1, n_pes))
-        region_bits = np.array([8 * ln for _, ln in regions])
-        if np.any(np.diff(ptr, axis=0) < 0) or np.any(ptr[-1] > region_bits):
-            r.fail(f"layer {li}: column pointers not increasing or past the PE stream")
-        if li and cols != layers[-1].rows:
-            r.fail(f"layer {li}: {cols} inputs but the previous layer has {layers[-1].rows} outputs")
+        bias = np.frombuffer(section("biases"), dtype="<i4").astype(np.int64)
+        ptr = _unpack_ptr(section("pointers"), ptr_bytes, (cols + 1, n_pes))
+        if np.any(np.diff(ptr, axis=0) < 0) or np.any(ptr[-1] > region_bits) \
+                or (li and np.any(ptr[0] != layers[-1].ptr[-1])) or (not li and np.any(ptr[0])):
+            r.fail(f"layer {li}: column pointers not increasing, not contiguous or past the PE stream")
         layers.append(RomLayer(rows, cols, wbits, zbits, bool(relu), mult, shift, codebook,
                                limit, offset, symbols, bias, ptr))
-    if layers[0].cols != in_size or layers[-1].rows != n_cls:
-        r.fail("header geometry disagrees with the layer descriptors")
     return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams,
                     ptr_bytes, total, input_scale, [stream_off + off for off, _ in regions])
 
@@ -310,13 +392,20 @@ def to_readmemh(image: bytes, width: int) -> bytes:
 def from_readmemh(text: bytes, path: str | Path = "<text>") -> bytes:
     """Inverse of :func:`to_readmemh` (the header comment gives the exact length)."""
     lines = text.decode("ascii", errors="replace").splitlines()
-    if not lines or not lines[0].startswith("// deepcomp ROM image, "):
-        raise FormatError(f"{path}: not a deepcomp hex/mem image")
+    head = re.fullmatch(r"// deepcomp ROM image, (\d{1,10}) bytes, ([14])-byte little-endian words",
+                        lines[0].strip()) if lines else None
+    if head is None:
+        raise FormatError(f"{path}: not a deepcomp hex/mem image (bad header line)")
+    n, width = int(head.group(1)), int(head.group(2))
+    rows = [x.strip() for x in lines[1:] if x.strip()]
+    if len(rows) != -(-n // width):
+        raise FormatError(f"{path}: header says {n} bytes, the text holds {len(rows) * width}")
     try:
-        n = int(lines[0].split(",")[1].split()[0])
-        words = [bytes.fromhex(x)[::-1] for x in lines[1:] if x.strip()]
-    except (ValueError, IndexError):
-        raise FormatError(f"{path}: malformed hex line") from None
+        if any(len(x) != 2 * width for x in rows):
+            raise ValueError
+        words = [bytes.fromhex(x)[::-1] for x in rows]
+    except ValueError:
+        raise FormatError(f"{path}: malformed hex line (each holds {2 * width} hex digits)") from None
     return b"".join(words)[:n]
 
 
