@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .archspec import arch_shapes
 from .contract.binfmt import atomic_write, read_file
 from .contract.errors import DeepcompError
-from .models import arch_shapes, build
+from .models import build
 
 FORMAT = "deepcomp-dense-v1"
 

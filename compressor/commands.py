@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .archspec import arch_arg
 from .contract.binfmt import atomic_write, read_file
 from .contract.cli import Command, add_data_args, bounded, emit, listed
 from .contract.container import CompressedModel, load, save
@@ -44,7 +45,7 @@ def add_fit_args(p: argparse.ArgumentParser, prefix: str, epochs: int, lr: float
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", help="lenet300, lenet5 or mlp:IN-H-...-OUT (default: by dataset)")
+    p.add_argument("--arch", type=arch_arg, help="lenet300, lenet5 or mlp:IN-H-...-OUT (default: by dataset)")
     add_data_args(p, default="digits")
     add_fit_args(p, "", 20, 0.05)
     p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels (0: none)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .archspec import _mlp_sizes, arch_shapes
 from .contract.container import CompressedModel
 from .contract.errors import DeepcompError
 
@@ -57,32 +58,6 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(self.features(x))))
-
-
-MAX_WIDTH = 1 << 20  # widest layer an `mlp:` spec may name (the .dcz limit on a dimension)
-LENET5_SHAPES = [(20, 1, 5, 5), (50, 20, 5, 5), (500, 800), (10, 500)]
-
-
-def _mlp_sizes(spec: str) -> list[int] | None:
-    try:
-        sizes = [int(s) for s in spec[4:].split("-")]
-    except ValueError:
-        return None
-    return sizes if len(sizes) >= 2 and all(0 < s <= MAX_WIDTH for s in sizes) else None
-
-
-def arch_shapes(spec: str) -> list[tuple[int, ...]]:
-    """The weight shapes ``build(spec)`` would have, computed without building anything.
-
-    A file's arch string is checked against its layers with this before any
-    module is allocated, so a hostile ``mlp:`` spec cannot ask for gigabytes.
-    """
-    sizes = [784, 300, 100, 10] if spec == "lenet300" else _mlp_sizes(spec) if spec.startswith("mlp:") else None
-    if sizes is not None:
-        return [(b, a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-    if spec == "lenet5":
-        return list(LENET5_SHAPES)
-    raise DeepcompError(f"{spec}: unknown architecture (lenet300, lenet5 or mlp:IN-H1-...-OUT)")
 
 
 def build(spec: str) -> nn.Module:

@@ -1,0 +1,46 @@
+"""Architecture spec strings (``lenet300``, ``lenet5``, ``mlp:IN-H...-OUT``), read without torch.
+
+The spec is what a ``.dcz`` or a checkpoint says it holds; checking it
+against the stored shapes before building anything keeps a hostile spec
+from allocating gigabytes, and keeps the CLI's ``--arch`` check torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .contract.errors import DeepcompError
+
+MAX_WIDTH = 1 << 20  # widest layer an `mlp:` spec may name (the .dcz limit on a dimension)
+LENET5_SHAPES = [(20, 1, 5, 5), (50, 20, 5, 5), (500, 800), (10, 500)]
+
+
+def _mlp_sizes(spec: str) -> list[int] | None:
+    try:
+        sizes = [int(s) for s in spec[4:].split("-")]
+    except ValueError:
+        return None
+    return sizes if len(sizes) >= 2 and all(0 < s <= MAX_WIDTH for s in sizes) else None
+
+
+def arch_shapes(spec: str) -> list[tuple[int, ...]]:
+    """The weight shapes ``build(spec)`` would have, computed without building anything.
+
+    A file's arch string is checked against its layers with this before any
+    module is allocated, so a hostile ``mlp:`` spec cannot ask for gigabytes.
+    """
+    sizes = [784, 300, 100, 10] if spec == "lenet300" else _mlp_sizes(spec) if spec.startswith("mlp:") else None
+    if sizes is not None:
+        return [(b, a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    if spec == "lenet5":
+        return list(LENET5_SHAPES)
+    raise DeepcompError(f"{spec}: unknown architecture (lenet300, lenet5 or mlp:IN-H1-...-OUT)")
+
+
+def arch_arg(spec: str) -> str:
+    """argparse type for ``--arch``: a spec :func:`arch_shapes` understands."""
+    try:
+        arch_shapes(spec)
+    except DeepcompError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return spec
