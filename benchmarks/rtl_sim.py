@@ -58,10 +58,7 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
     from compressor.contract.rom import parse
     from sim import engine_sim
     from sim.cli import compare
-    from sim.runner import verilator_environ
 
-    if optimize:  # engine_sim.verilator_env keeps an environment that already has the PCH flag
-        os.environ.update(verilator_environ(optimize=True))
     rom_path, rom_cmd = make_rom(n, workdir / f"rom_n{n}.bin", data_dir)
     raw = rom_path.read_bytes()
     rom = parse(raw, str(rom_path))
@@ -73,7 +70,7 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
     g = infer(decode_rom(rom, str(rom_path)), x)
     golden_s = time.time() - t0
     t0 = time.time()
-    b = engine_sim.build(raw, workdir / f"build_n{n}", always=True)
+    b = engine_sim.build(raw, workdir / f"build_n{n}", always=True, optimize=optimize)
     build_s = time.time() - t0
 
     res: list[dict] = []

