@@ -20,28 +20,28 @@ PROGRAMMER = {"ulx3s": ("OPENFPGALOADER", "openFPGALoader"), "icebreaker": ("ICE
 
 def add_board_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="board_command", required=True, metavar="ACTION")
-    inf = sub.add_parser("infer", help="classify test images on a connected board")
+    inf = sub.add_parser("infer", formatter_class=p.formatter_class, help="classify test images on a connected board")
     inf.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB1")
-    inf.add_argument("--baud", type=int, default=BAUD)
+    inf.add_argument("--baud", type=int, default=BAUD, help="UART baud rate (as built into the bitstream)")
     inf.add_argument("--rom", type=Path, help="ROM image to load first (the device checks its CRC)")
     add_data_args(inf, default="mnist")
-    inf.add_argument("--images", type=int, default=100)
-    inf.add_argument("--json", action="store_true")
+    inf.add_argument("--images", type=int, default=100, help="first K test images")
+    inf.add_argument("--json", action="store_true", help="print one JSON object")
     inf.set_defaults(board_run=run_infer)
 
-    bld = sub.add_parser("build", help="build the board bitstream for a ROM image (YoWASP tools)")
+    bld = sub.add_parser("build", formatter_class=p.formatter_class, help="build the board bitstream for a ROM image (YoWASP tools)")
     bld.add_argument("board", choices=BOARDS, help="target board")
     bld.add_argument("--rom", type=Path, required=True, help="ROM image (bin, hex or mem) baked into block RAM")
     bld.add_argument("--pes", type=int, help="number of PEs N (checked against the image)")
-    bld.add_argument("-o", "--out", type=Path, default=Path("build"), help="build directory (default build/)")
+    bld.add_argument("-o", "--out", type=Path, default=Path("build"), help="build directory")
     bld.add_argument("--freq", type=float, help="engine clock in MHz made by the board's PLL "
                      "(default: ulx3s 50, icebreaker 24)")
-    bld.add_argument("--baud", type=int, default=BAUD)
-    bld.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    bld.add_argument("--baud", type=int, default=BAUD, help="UART baud rate of the host link")
+    bld.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     bld.add_argument("--json", action="store_true", help="print one JSON object")
     bld.set_defaults(board_run=run_build)
 
-    fl = sub.add_parser("flash", help="program the board with a built bitstream")
+    fl = sub.add_parser("flash", formatter_class=p.formatter_class, help="program the board with a built bitstream")
     fl.add_argument("board", choices=BOARDS, help="target board")
     fl.add_argument("build_dir", type=Path, help="directory given to `board build -o`")
     fl.add_argument("--flash", action="store_true", help="write the SPI flash instead of SRAM (survives power-off)")
@@ -70,26 +70,16 @@ def run_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_image(path: Path, pes: int | None) -> bytes:
-    from compressor.contract.rom import from_readmemh, parse
-
-    data = read_file(path)
-    if data[:2] == b"//":
-        data = from_readmemh(data, path)
-    rom = parse(data, path)
-    if pes is not None and pes != rom.n_pes:
-        raise DeepcompError(f"{path}: laid out for {rom.n_pes} PEs, --pes {pes}")
-    return data
-
-
 def run_build(args: argparse.Namespace) -> int:
+    from compressor.contract.rom import read_image
+
     from . import icebreaker, ulx3s
 
     if args.board == "icebreaker":
         freq = icebreaker.DEFAULT_MHZ if args.freq is None else args.freq
         if not 16 <= freq <= 275:
             raise DeepcompError(f"--freq {freq:g}: the iCE40 PLL makes 16..275 MHz")
-        image = _read_image(args.rom, args.pes)
+        image, _ = read_image(args.rom, args.pes)
         icebreaker.engine_params(image)  # fails early (one line) if the image cannot fit the SPRAM
         rep = icebreaker.build(image, args.out, freq, args.baud, args.seed)
         cells = (f"{rep['luts']}/{rep['luts_available']} LC, {rep['bram']}/{rep['bram_available']} EBR, "
@@ -98,7 +88,7 @@ def run_build(args: argparse.Namespace) -> int:
         freq = ulx3s.DEFAULT_MHZ if args.freq is None else args.freq
         if not 3.125 <= freq <= 400:
             raise DeepcompError(f"--freq {freq:g}: the ULX3S PLL makes 3.125..400 MHz")
-        image = _read_image(args.rom, args.pes)
+        image, _ = read_image(args.rom, args.pes)
         rep = ulx3s.build(image, args.out, freq, args.baud, args.seed)
         cells = (f"{rep['luts']}/{rep['luts_available']} LUT4, {rep['bram']}/{rep['bram_available']} DP16KD, "
                  f"{rep['dsp']}/{rep['dsp_available']} MULT18X18D")

@@ -34,11 +34,11 @@ def compare(golden: dict, results: list[dict]) -> list[int]:
 def run_sim(args: argparse.Namespace) -> int:
     from compressor.contract.data import load_dataset
     from compressor.contract.golden import decode_rom, infer
-    from compressor.contract.rom import load_for_pes
+    from compressor.contract.rom import read_image
 
     from . import engine_sim
 
-    rom = load_for_pes(args.rom, args.pes)
+    raw, rom = read_image(args.rom, args.pes)
     if rom.signed_input:
         raise DeepcompError(f"{args.rom}: signed-input image (conv net fc layers); the RTL takes uint8 pixels")
     data = load_dataset(args.dataset, args.data_dir)
@@ -47,11 +47,6 @@ def run_sim(args: argparse.Namespace) -> int:
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{args.rom}: expects {rom.input_size} inputs, {args.dataset} images have {x.shape[1]}")
-    raw = Path(args.rom).read_bytes()
-    if raw[:2] == b"//":
-        from compressor.contract.rom import from_readmemh
-
-        raw = from_readmemh(raw, args.rom)
     bdir = args.build_dir or Path("build") / f"sim_{Path(args.rom).stem}_n{rom.n_pes}"
     b = engine_sim.build(raw, bdir, waves=args.waves)
     res = engine_sim.run(b, x)
