@@ -1,4 +1,6 @@
 # deepcomp: `make demo` and `make test` are all a fresh clone needs.
+# `make test-fast` (under a minute) skips the tests marked rtl (Verilator builds), board
+# (bitstream builds) and slow (model training); `make test` runs everything.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -17,7 +19,7 @@ else
   PRUNE := --density 0.06,0.08,0.25 --augment 2
 endif
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(STAMP)
 
@@ -40,6 +42,10 @@ demo: $(STAMP)
 # One test file per worker (--dist loadfile): module-scoped Verilator builds are made once.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+# markers in pyproject.toml ([tool.pytest.ini_options])
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not rtl and not board and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ from boards.cli import BITSTREAM
 from compressor.contract.rom import build
 from sim.testnets import extreme_net
 
+pytestmark = pytest.mark.board
 pytest.importorskip("amaranth_boards")
 
 # board -> (target MHz, LUTs / block RAMs / DSPs on the device)

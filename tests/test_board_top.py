@@ -32,6 +32,8 @@ from compressor.contract.golden import decode_rom, infer
 from compressor.contract.rom import build, parse
 from sim.testnets import extreme_net
 
+pytestmark = pytest.mark.rtl
+
 DIVISOR = 8  # clock cycles per UART bit in the bench
 
 

@@ -28,6 +28,7 @@ def dcz(dense):
     return path
 
 
+@pytest.mark.slow
 def test_compress_eval_roundtrip(cli, dense, dcz):
     code, out, _ = cli("eval", dcz, "--json")
     assert code == 0
@@ -41,6 +42,7 @@ def test_compress_eval_roundtrip(cli, dense, dcz):
     assert code == 0 and json.loads(out)["error"] < 0.08
 
 
+@pytest.mark.slow
 def test_stats_columns(cli, dcz):
     code, out, _ = cli("stats", dcz, "--json")
     stats = json.loads(out)
@@ -52,6 +54,7 @@ def test_stats_columns(cli, dcz):
         assert row["rate_pqh"] > row["rate_pq"] > 1
 
 
+@pytest.mark.slow
 def test_plot_writes_pngs(cli, dcz, tmp_path):
     code, out, _ = cli("plot", dcz, "-o", tmp_path)
     assert code == 0
@@ -59,6 +62,7 @@ def test_plot_writes_pngs(cli, dcz, tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "flip", "magic", "version"])
 def test_corrupt_dcz_gives_one_line(cli, dcz, tmp_path, damage):
     data = bytearray(dcz.read_bytes())
@@ -119,6 +123,7 @@ def test_mnist_loader_reads_real_files():
     assert np.bincount(d.test.labels).min() > 800
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["bin", "mem"])
 def test_rom_and_golden_commands(cli, dcz, tmp_path, fmt):
     rom = tmp_path / f"model.{fmt}"
@@ -142,6 +147,7 @@ def test_rom_and_golden_commands(cli, dcz, tmp_path, fmt):
     assert abs(res["error"] - json.loads(out)["error"]) <= 0.02
 
 
+@pytest.mark.slow
 def test_golden_rejects_damaged_rom(cli, dcz, tmp_path):
     rom = tmp_path / "m.rom"
     assert cli("rom", dcz, "--pes", "2", "-o", rom)[0] == 0

