@@ -1,9 +1,9 @@
-"""The device's CRC-32 (boards.device.crc32_processor: amaranth.lib.crc) against zlib, as LOAD uses it.
+"""The device's CRC-32 (boards.device.ImageCRC: amaranth.lib.crc) against zlib, as LOAD uses it.
 
-One byte per ``valid`` cycle with idle cycles in between, ``start`` between
+One byte per ``valid`` cycle with idle cycles in between, ``clear`` between
 messages (the DeviceController pulses it on LOAD); ``crc`` must be zlib's and
-``match_detected`` must hold exactly for messages that end with their own
-CRC32 (little endian), the ROM image's trailer.
+``ok`` (the residue check) must hold exactly for messages that end with their
+own CRC32 (little endian), the ROM image's trailer.
 """
 
 import os
@@ -11,20 +11,20 @@ import zlib
 
 from amaranth.sim import Simulator
 
-from boards.device import crc32_processor
+from boards.device import ImageCRC
 
 
 def run(chunks: list[bytes]) -> list[tuple[int, int]]:
-    dut = crc32_processor()
+    dut = ImageCRC()
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     out = []
 
     async def tb(ctx):
         for chunk in chunks:
-            ctx.set(dut.start, 1)
+            ctx.set(dut.clear, 1)
             await ctx.tick()
-            ctx.set(dut.start, 0)
+            ctx.set(dut.clear, 0)
             for i, b in enumerate(chunk):
                 ctx.set(dut.data, b)
                 ctx.set(dut.valid, 1)
@@ -34,7 +34,7 @@ def run(chunks: list[bytes]) -> list[tuple[int, int]]:
                     await ctx.tick()
             ctx.set(dut.valid, 0)
             await ctx.tick()
-            out.append((ctx.get(dut.crc), ctx.get(dut.match_detected)))
+            out.append((ctx.get(dut.crc), ctx.get(dut.ok)))
 
     sim.add_testbench(tb)
     sim.run()
