@@ -91,11 +91,11 @@ class DeviceController(wiring.Component):
     """
 
     def __init__(self, rom_crc: int, n_pes: int, input_size: int, n_classes: int,
-                 regions: list[tuple[int, int]] | None = None, load_layout=None) -> None:
+                 regions: list[tuple[int, int]] | None = None, load_signature=None) -> None:
         self.rom_crc, self.n_pes = rom_crc, n_pes
         self.input_size, self.n_classes = input_size, n_classes
         self.regions = regions
-        loader = {"load": Out(load_layout)} if regions is not None else {}
+        loader = {"load": Out(load_signature)} if regions is not None else {}
         super().__init__({
             **loader,
             "rx": In(stream.Signature(8)),
@@ -144,7 +144,7 @@ class DeviceController(wiring.Component):
         pos = Signal(max(16, max(ends, default=0).bit_length() + 1))  # LOAD: index of the byte on `rx`
 
         if self.regions is not None:
-            m.d.sync += self.load.en.eq(0)  # a one-cycle strobe per word (set in _stream_writes)
+            m.d.sync += self.load.valid.eq(0)  # one word per valid cycle (set in _stream_writes)
         with m.FSM():
             with m.State("SYNC"):
                 m.d.comb += self.rx.ready.eq(1)
@@ -271,9 +271,10 @@ class DeviceController(wiring.Component):
         Region q's byte ``r`` (``r`` = ``pos`` - its offset) is byte ``r mod 2`` of
         16-bit word ``r >> 1`` (high byte first, as hdl.params.contents lays words
         out), which lives in bank ``(r >> 1) & 1`` at address ``r >> 2``. A word is
-        written the cycle after its low byte arrives (a one-cycle strobe); the high
-        byte waits in ``hi``. Writes happen before the CRC is known; a bad image
-        leaves the device *not loaded*, so its words are never used.
+        written the cycle after its low byte arrives (``load.valid`` for one cycle: the
+        engine's load stream is always ready); the high byte waits in ``hi``. Writes
+        happen before the CRC is known; a bad image leaves the device *not loaded*, so
+        its words are never used.
         """
         m.d.sync += pos.eq(pos + 1)
         if self.regions is None:
@@ -284,8 +285,9 @@ class DeviceController(wiring.Component):
             rel = Signal(len(pos), name=f"rel{q}")
             m.d.comb += rel.eq(pos - start)
             with m.If((pos >= start) & (pos < start + length) & rel[0]):
-                m.d.sync += [self.load.en.eq(1), self.load.pe.eq(q), self.load.odd.eq(rel[1]),
-                             self.load.addr.eq(rel >> 2), self.load.data.eq(Cat(self.rx.payload, hi))]
+                ld = self.load.payload
+                m.d.sync += [self.load.valid.eq(1), ld.pe.eq(q), ld.odd.eq(rel[1]),
+                             ld.addr.eq(rel >> 2), ld.data.eq(Cat(self.rx.payload, hi))]
 
 
 class BoardCore(wiring.Component):
@@ -307,7 +309,7 @@ class BoardCore(wiring.Component):
                           "error": Out(1), "running": Out(1)})
 
     def elaborate(self, platform) -> Module:
-        from hdl.layouts import stream_load_layout
+        from hdl.layouts import LoadSignature
         from hdl.top import Accelerator
 
         m = Module()
@@ -320,9 +322,9 @@ class BoardCore(wiring.Component):
                    if loadable else None)
         m.submodules.ctrl = ctrl = DeviceController(
             image_crc(self.image), rom.n_pes, rom.input_size, rom.n_classes,
-            regions=regions, load_layout=stream_load_layout(eng.params) if loadable else None)
+            regions=regions, load_signature=LoadSignature(eng.params) if loadable else None)
         if loadable:
-            m.d.comb += eng.load.eq(ctrl.load)
+            connect(m, ctrl.load, eng.load)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.loaded.eq(ctrl.loaded),
                      self.error.eq(ctrl.error), self.running.eq(eng.running)]
         connect(m, urx.o, ctrl.rx)

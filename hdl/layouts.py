@@ -1,9 +1,17 @@
-"""Data layouts shared between the engine's blocks (``amaranth.lib.data``)."""
+"""Data layouts and port signatures shared between the engine's blocks.
+
+Layouts are ``amaranth.lib.data`` structs; signatures are named
+``wiring.Signature`` factories, each described from the *producer's* side
+(the block that drives the ``Out`` members), so the consumer takes
+``In(...)`` of the same signature and the two sides are joined with
+``wiring.connect``.
+"""
 
 from __future__ import annotations
 
 from amaranth import signed, unsigned
-from amaranth.lib import data
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from .params import EngineParams
 
@@ -11,6 +19,8 @@ from .params import EngineParams
 ERR_OK = 0
 ERR_PARAMS = 2  # header / descriptor does not fit the RTL's parameters
 ERR_STREAM = 5  # corrupt weight stream detected during inference
+
+ACC_SHAPE = signed(32)  # accumulators, biases, tail sums
 
 
 def issue_layout(p: EngineParams) -> data.StructLayout:
@@ -36,11 +46,85 @@ def queue_layout(p: EngineParams) -> data.StructLayout:
                               "empty": unsigned(1), "bad": unsigned(1)})
 
 
-def stream_load_layout(p: EngineParams) -> data.StructLayout:
-    """Runtime loader -> engine: write one 16-bit stream word of PE ``pe`` (``odd``: odd bank)."""
-    return data.StructLayout({"en": unsigned(1), "pe": unsigned(max(1, (p.n_pes - 1).bit_length())),
-                              "odd": unsigned(1), "addr": unsigned(max(1, (p.stream_half - 1).bit_length())),
+def column_layout(p: EngineParams) -> data.StructLayout:
+    """The FIFO head as the decoder sees it: the fields of :func:`queue_layout` it uses."""
+    return data.StructLayout({"act": unsigned(8), "len": unsigned(p.ptr_width), "short": unsigned(1),
+                              "empty": unsigned(1), "bad": unsigned(1)})
+
+
+def pe_load_layout(p: EngineParams) -> data.StructLayout:
+    """One 16-bit stream word for a PE's single-port stream RAM: bank (``odd``), address, data."""
+    return data.StructLayout({"odd": unsigned(1), "addr": unsigned(max(1, (p.stream_half - 1).bit_length())),
                               "data": unsigned(16)})
+
+
+def stream_load_layout(p: EngineParams) -> data.StructLayout:
+    """Runtime loader -> engine: one 16-bit stream word of PE ``pe`` (``odd``: odd bank)."""
+    return data.StructLayout({"pe": unsigned(max(1, (p.n_pes - 1).bit_length())),
+                              **pe_load_layout(p).members})
+
+
+def LoadSignature(p: EngineParams) -> stream.Signature:
+    """Runtime loader -> engine (``Accelerator.load``): a stream of :func:`stream_load_layout` words.
+
+    Always ready: the stream RAMs take a word in any cycle (the loader writes
+    only while the engine is idle), so a word is written in the cycle its
+    ``valid`` is high.
+    """
+    return stream.Signature(stream_load_layout(p), always_ready=True)
+
+
+def PELoadSignature(p: EngineParams) -> stream.Signature:
+    """Engine -> one PE: :func:`LoadSignature` without the PE number (always ready)."""
+    return stream.Signature(pe_load_layout(p), always_ready=True)
+
+
+def ColumnSignature(p: EngineParams) -> stream.Signature:
+    """PE fetcher -> decoder: the FIFO head (:func:`column_layout`), offered once its first bits landed.
+
+    ``valid``: an entry whose first 32-bit fetch is in the bit buffer;
+    ``ready``: the decoder starts (pops) that column this cycle.
+    """
+    return stream.Signature(column_layout(p))
+
+
+def BitsSignature(p: EngineParams) -> wiring.Signature:
+    """PE fetcher -> decoder: the bits landing in the bit buffer this cycle.
+
+    ``bits``: a fetched window placed right behind the ``held`` bits (buffer
+    positions, MSB-aligned like the buffer; zero elsewhere), to be ORed into
+    the buffer before this cycle's shift; ``nb``: how many (0 = nothing lands).
+    ``held`` (from the decoder): the buffer's registered bit count.
+    """
+    return wiring.Signature({"bits": Out(p.buf_bits), "nb": Out(6), "held": In(range(p.buf_bits + 1))})
+
+
+def SymbolSignature(p: EngineParams) -> wiring.Signature:
+    """PE decoder -> MAC: one decoded joint symbol ``(z, w)`` per ``valid`` cycle (no back-pressure).
+
+    ``first``: the first entry of its column; ``act``: the column's
+    activation; ``sym``: ``z << wbits_max | w`` (the symbol memory's output).
+    ``bad_row`` (from the MAC): this symbol is a real weight on a row past the
+    PE's rows -- a corrupt stream, registered into the decoder's sticky error.
+    """
+    return wiring.Signature({"valid": Out(1), "first": Out(1), "act": Out(8), "sym": Out(p.sym_width),
+                             "bad_row": In(1)})
+
+
+def StatusSignature() -> wiring.Signature:
+    """PE -> sequencer: ``busy`` (work in flight), ``error`` (corrupt stream, sticky), ``starve`` (debug)."""
+    return wiring.Signature({"busy": Out(1), "error": Out(1), "starve": Out(1)})
+
+
+def TailSignature(p: EngineParams) -> wiring.Signature:
+    """Sequencer -> PE: the accumulator read-out port (tail, argmax, result), seen from the reader.
+
+    ``rd``/``addr``: read local row ``addr``; one cycle later ``sum`` =
+    accumulator + bias of that row and ``gt`` = ``sum > best``. ``clear``
+    additionally zeroes that accumulator in the following cycle.
+    """
+    return wiring.Signature({"rd": Out(1), "addr": Out(range(max(2, p.acc_depth))), "clear": Out(1),
+                             "best": Out(ACC_SHAPE), "sum": In(ACC_SHAPE), "gt": In(1)})
 
 
 def layer_layout(p: EngineParams) -> data.StructLayout:
@@ -64,5 +148,3 @@ HEADER_LAYOUT = data.StructLayout({
 })
 
 RESULT_LAYOUT = data.StructLayout({"data": unsigned(32), "last": unsigned(1)})
-
-ACC_SHAPE = signed(32)

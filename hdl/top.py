@@ -16,8 +16,15 @@ outputs, ``starve`` (some PE's decoder ever lacked bits: never expected) and
 ``running``. The ROM contents are memory ``init`` values computed by
 :func:`hdl.params.contents`, except, with ``params.loadable_streams``, the
 weight streams: they live in single-port RAM (iCE40 SPRAM) written through
-the ``load`` port (``{en, pe, odd, addr, data}``, one 16-bit word per cycle,
-only while the engine is idle) by the board's runtime loader.
+the ``load`` stream (:func:`hdl.layouts.LoadSignature`: ``{pe, odd, addr,
+data}``, always ready, one 16-bit word per ``valid`` cycle, only while the
+engine is idle) by the board's runtime loader.
+
+Point-to-point links are ``wiring.connect``-ed. The rest is explicit fan-out
+and fan-in: the broadcast ``issue`` (its ``ready`` is the AND of every PE's,
+each PE sees ``valid`` only when all accept), the descriptor, ``clear`` and
+the tail controls to every PE, the ``load`` stream to PE ``load.pe``, and the
+PEs' ``status`` and tail results into the sequencer's per-PE vectors.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from compressor.contract.rom import RomImage
 
 from .broadcast import Broadcaster
 from .engine import Sequencer
-from .layouts import RESULT_LAYOUT, stream_load_layout
+from .layouts import RESULT_LAYOUT, LoadSignature
 from .params import EngineParams, contents, fit
 from .pe import PE
 from .requant import Requantizer
@@ -48,7 +55,7 @@ class Accelerator(wiring.Component):
         self.contents = contents(rom, params) if rom is not None else None
         # an explicit signature: with `from __future__ import annotations` Amaranth cannot
         # read In/Out class annotations (they are strings)
-        loader = {"load": In(stream_load_layout(params))} if params.loadable_streams else {}
+        loader = {"load": In(LoadSignature(params))} if params.loadable_streams else {}
         super().__init__({
             **loader,
             "i_act": In(stream.Signature(8)),
@@ -72,8 +79,11 @@ class Accelerator(wiring.Component):
                 if not p.loadable_streams:
                     kw.update(stream_even=c.stream_even[q], stream_odd=c.stream_odd[q])
             pe = PE(p, q, **kw)
-            if p.loadable_streams:  # the loader's word goes to PE `load.pe` only
-                m.d.comb += [pe.load.eq(self.load), pe.load.en.eq(self.load.en & (self.load.pe == q))]
+            if p.loadable_streams:  # the loader's word goes to PE `load.pe` only (always ready)
+                m.d.comb += [pe.load.valid.eq(self.load.valid & (self.load.payload.pe == q)),
+                             pe.load.payload.odd.eq(self.load.payload.odd),
+                             pe.load.payload.addr.eq(self.load.payload.addr),
+                             pe.load.payload.data.eq(self.load.payload.data)]
             rq = Requantizer(seq.aw)
             m.submodules[f"pe{q}"] = pe
             m.submodules[f"rq{q}"] = rq
@@ -93,12 +103,11 @@ class Accelerator(wiring.Component):
                 pe.issue.valid.eq(bc.issue.valid & all_ready),  # a broadcast transfers to all or none
                 pe.issue.payload.eq(bc.issue.payload),
                 pe.cfg.eq(seq.cfg), pe.clear.eq(seq.clear),
-                pe.tail_rd.eq(seq.tail_rd), pe.tail_addr.eq(seq.tail_addr),
-                pe.tail_clear.eq(seq.tail_clear[q]),
-                seq.tail_sum[q].eq(pe.tail_sum),
-                pe.tail_best.eq(seq.tail_best), seq.tail_gt[q].eq(pe.tail_gt),
-                seq.pe_busy[q].eq(pe.busy), seq.pe_error[q].eq(pe.error),
-                rq.i.valid.eq(seq.rq_en[q]), rq.i.payload.acc.eq(pe.tail_sum),
+                pe.tail.rd.eq(seq.tail_rd), pe.tail.addr.eq(seq.tail_addr),
+                pe.tail.clear.eq(seq.tail_clear[q]), pe.tail.best.eq(seq.tail_best),
+                seq.tail_sum[q].eq(pe.tail.sum), seq.tail_gt[q].eq(pe.tail.gt),
+                seq.pe_busy[q].eq(pe.status.busy), seq.pe_error[q].eq(pe.status.error),
+                rq.i.valid.eq(seq.rq_en[q]), rq.i.payload.acc.eq(pe.tail.sum),
                 rq.i.payload.tag.eq(seq.rq_tag), rq.mult.eq(seq.cfg.mult), rq.shift.eq(seq.cfg.shift),
                 # bank q: input loader in IDLE, requantizer q in a hidden layer's tail
                 bc.wr_en[q].eq(seq.ld_en[q] | rq.o.valid),
@@ -107,6 +116,6 @@ class Accelerator(wiring.Component):
             ]
         starve = 0
         for pe in pes:
-            starve = starve | pe.starve
+            starve = starve | pe.status.starve
         m.d.comb += self.starve.eq(starve)
         return m

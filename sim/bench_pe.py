@@ -9,8 +9,8 @@ The parameters (from :func:`sim.runner.bench_params`)::
 
 The bench drives ``issue`` back to back (a word is taken in a cycle where
 ``valid`` and ``ready`` are both high), counts cycles from the first
-``valid`` until ``busy`` falls, then reads every row through the tail port
-(``tail_rd``; ``tail_sum`` = accumulator + bias one cycle later). Returned:
+``valid`` until ``status.busy`` falls, then reads every row through the tail
+port (``tail.rd``; ``tail.sum`` = accumulator + bias one cycle later). Returned:
 ``cycles``, ``sums``, ``error``, ``starve``, ``timeout``.
 """
 
@@ -28,7 +28,7 @@ async def run(dut):
     """Issue every column, wait until the PE is idle, read the accumulators back."""
     params = bench_params()
     Clock(dut.clk, 10, unit="ns").start()
-    for sig in ("issue__valid", "clear", "tail_rd", "tail_clear", "tail_addr", "tail_best"):
+    for sig in ("issue__valid", "clear", "tail__rd", "tail__clear", "tail__addr", "tail__best"):
         getattr(dut, sig).value = 0
     dut.cfg.value = params["cfg"]
     dut.rst.value = 1
@@ -52,21 +52,21 @@ async def run(dut):
     timeout = True
     for _ in range(params["max_cycles"]):
         await ReadOnly()
-        if not int(dut.busy.value):
+        if not int(dut.status__busy.value):
             timeout = False
             break
         await RisingEdge(dut.clk)
         t += 1
-    error, starve = int(dut.error.value), int(dut.starve.value)
+    error, starve = int(dut.status__error.value), int(dut.status__starve.value)
     await RisingEdge(dut.clk)
 
     sums = []
     for r in range(params["rows"]):
-        dut.tail_addr.value = r
-        dut.tail_rd.value = 1
+        dut.tail__addr.value = r
+        dut.tail__rd.value = 1
         await RisingEdge(dut.clk)
-        dut.tail_rd.value = 0
+        dut.tail__rd.value = 0
         await ReadOnly()
-        sums.append(dut.tail_sum.value.to_signed())
+        sums.append(dut.tail__sum.value.to_signed())
         await RisingEdge(dut.clk)
     bench_output({"cycles": t, "sums": sums, "error": error, "starve": starve, "timeout": timeout})

@@ -58,25 +58,49 @@ def expected(layer: IntLayer, cols, acts) -> np.ndarray:
     return acc
 
 
-def layer_of(rng, rows, cols, density, zbits=4):
-    index = np.where(rng.random((rows, cols)) < density, rng.integers(1, 32, (rows, cols)), 0)
-    return IntLayer(index.astype(np.int64), np.concatenate([[0], rng.integers(-30000, 30000, 31)]),
-                    rng.integers(-10**6, 10**6, rows), True, 1 << 15, 20, wbits=5, zbits=zbits)
+def layer_of(rng, rows, cols, density, zbits=4, wbits=5):
+    index = np.where(rng.random((rows, cols)) < density, rng.integers(1, 1 << wbits, (rows, cols)), 0)
+    codebook = np.concatenate([[0], rng.integers(-30000, 30000, (1 << wbits) - 1)])
+    return IntLayer(index.astype(np.int64), codebook, rng.integers(-10**6, 10**6, rows), True,
+                    1 << 15, 20, wbits=wbits, zbits=zbits)
 
 
-@pytest.mark.parametrize("case", ["random", "same_row", "empty_and_fillers"])
+def longest_code(layer: IntLayer, max_len: int) -> int:
+    """The longest Huffman code in the layer's stream (from the ROM's limit table)."""
+    ly = parse(build([layer], 1, max_len=max_len)).layers[0]
+    top = ly.limit >> (max_len - np.arange(1, max_len + 1))  # first code of length l + count_l
+    counts = top - 2 * np.concatenate([[0], top[:-1]])
+    return int(np.flatnonzero(counts).max()) + 1
+
+
+@pytest.mark.parametrize("case", ["random", "same_row", "empty_and_fillers", "long_codes"])
 def test_pe_accumulates_exactly_with_constant_overhead(case, tmp_path):
-    rng = np.random.default_rng({"random": 1, "same_row": 2, "empty_and_fillers": 3}[case])
+    rng = np.random.default_rng({"random": 1, "same_row": 2, "empty_and_fillers": 3, "long_codes": 4}[case])
+    max_len = 12
     if case == "same_row":  # one row: every entry hits row 0, back to back across columns
         layer = layer_of(rng, 1, 30, 1.0)
     elif case == "empty_and_fillers":  # empty columns, gaps far beyond 2**zbits
         layer = layer_of(rng, 90, 20, 0.03, zbits=2)
         layer.index[:, ::3] = 0
+    elif case == "long_codes":  # the decode loop at its widest: Lmax = 16 and a 16-bit code
+        # weight indices 1..17 with Fibonacci counts: a Huffman tree of depth 16 (dense columns,
+        # so every relative index is 0 and the joint symbols are the weights)
+        max_len = 16
+        fib = [1, 1]
+        while len(fib) < 17:
+            fib.append(fib[-1] + fib[-2])
+        w = np.repeat(np.arange(1, 18), fib)
+        w = np.concatenate([w, np.full(120 * 35 - w.size, 17)])
+        rng.shuffle(w)
+        layer = layer_of(rng, 120, 35, 1.0, zbits=2)
+        layer.index = w.reshape(120, 35).astype(np.int64)
+        assert longest_code(layer, max_len) == 16
     else:
         layer = layer_of(rng, 40, 25, 0.3)
-    cols = sorted(rng.choice(layer.cols, size=min(12, layer.cols), replace=False).tolist())
+    n_issue = layer.cols if case == "long_codes" else min(12, layer.cols)
+    cols = sorted(rng.choice(layer.cols, size=n_issue, replace=False).tolist())
     acts = rng.integers(1, 256, len(cols)).tolist()
-    sums, cycles, busy = pe_run(layer, cols, acts, tmp_path / "pe")
+    sums, cycles, busy = pe_run(layer, cols, acts, tmp_path / "pe", max_len=max_len)
     np.testing.assert_array_equal(sums, expected(layer, cols, acts))
     # back-to-back issues: the PE is busy sum(max(n, 1)) cycles, plus the cycle model's
     # issue latency before the first column and drain after the last, whatever the columns hold

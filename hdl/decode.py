@@ -1,0 +1,177 @@
+"""PE decode loop: bit buffer, canonical Huffman decode (one code per cycle), symbol lookup.
+
+:class:`Decode` takes the columns (``col``, the FIFO head) and the bits landing
+in its bit buffer (``bits``) from :class:`hdl.fetch.Fetch`, decodes one joint
+``(z, w)`` symbol per cycle and hands it to :class:`hdl.mac.MAC` (``sym``).
+
+Pipeline (``D`` = decode cycle)::
+
+    D      the loop: top Lmax buffer bits vs. limit[] -> one-hot length -> shift the buffer;
+           column bookkeeping (bits left, column end); a column is popped here (its first code)
+    D+1    symbol index = selected code bits + offset[length]; range check; symbol memory read
+    D+2    the symbol on ``sym`` (valid, first, act, sym)
+
+Latency: 2 cycles from decode to ``sym``. A column starts (``col`` taken) in
+the cycle the decoder is idle and its first code is decodable, and takes
+``max(entries, 1)`` cycles (an empty column is popped without decoding). A
+corrupt code is flagged into ``error`` at the end of D (no length, crosses
+the column end), of D+1 (symbol index out of range) or of D+2 (``sym.bad_row``
+from the MAC); ``error`` is sticky until ``clear`` and stops the decoder.
+``busy``: mid-column, or a pop / decode of the last 4 cycles still in the
+index stage or the MAC's three stages (D+1 .. D+4, the cycle model's drain 4).
+
+**The decode loop** (bit buffer -> code length -> shifted buffer) is the one
+path that cannot be pipelined; everything else hangs off it into registers
+(docs/hardware.md, "The decode loop"): Lmax comparators ``v < limit[l]``
+against registered limits form a thermometer code whose edge is the one-hot
+length; the next buffer is one AND-OR over the Lmax + 1 shifted copies,
+selected by ``~go`` and ``go & first[k]``, where ``go`` (a symbol is wanted and
+enough bits are held) comes from registers and the FIFO head only. The
+landing bits (``bits``) are ORed in before the shift at a position fixed by
+the registered count, so the refill does not depend on this cycle's decode.
+If the buffer ever lacked the bits of a code the decoder would wait and raise
+``starve`` (a debug flag the benches assert is never set).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .layouts import BitsSignature, ColumnSignature, SymbolSignature, layer_layout
+from .onehot import encode_onehot, or_reduce
+from .params import EngineParams
+
+
+class Decode(wiring.Component):
+    """Bit buffer + decode loop + symbol-index stage + symbol memory (latencies: module docstring).
+
+    Ports: ``cfg`` (``limit``, ``offset``, ``sym_base``, ``n_sym``), ``clear``, ``col`` and
+    ``bits`` (in, from :class:`hdl.fetch.Fetch`), ``sym`` (out, to :class:`hdl.mac.MAC`),
+    ``busy``, ``error`` (sticky), ``starve`` (sticky, debug).
+    """
+
+    def __init__(self, p: EngineParams, *, symbols=()):
+        self.p = p
+        self._symbols = list(symbols)
+        super().__init__({
+            "cfg": In(layer_layout(p)),
+            "clear": In(1),
+            "col": In(ColumnSignature(p)),
+            "bits": In(BitsSignature(p)),
+            "sym": Out(SymbolSignature(p)),
+            "busy": Out(1),
+            "error": Out(1),
+            "starve": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, cfg = self.p, self.cfg
+        L, B = p.max_len, p.buf_bits
+        m.submodules.sym = sym_mem = Memory(shape=p.sym_width, depth=p.sym_depth, init=self._symbols)
+        sym_rd = sym_mem.read_port()
+
+        # --- bit buffer --------------------------------------------------------------------
+        buf = Signal(B)  # valid bits MSB-aligned: buf[B-cnt : B]; bits below are zero
+        cnt = Signal(range(B + 1))
+        m.d.comb += self.bits.held.eq(cnt)
+
+        # --- the loop ----------------------------------------------------------------------
+        active = Signal()  # mid-column
+        rem = Signal(p.ptr_width)  # bits of the column not yet decoded
+        cur_act = Signal(8)
+        hd = self.col.payload
+        start_col = Signal()
+        m.d.comb += start_col.eq(~active & self.col.valid & ~self.error)
+        want = Signal()
+        m.d.comb += want.eq((active & ~self.error) | (start_col & ~hd.empty & ~hd.bad))
+
+        v = buf[B - L:]
+        lt = Signal(L)  # lt[k]: v < limit[k]; a thermometer code (limits never decrease)
+        m.d.comb += lt.eq(Cat(*[v < cfg.limit[k] for k in range(L)]))
+        first = Signal(L)  # the code length, one-hot
+        m.d.comb += first.eq(lt & ~(lt << 1)[:L])
+        # `go`: a symbol is wanted and enough bits are held for it (registers and the FIFO head
+        # only, defined below): the decode loop is comparators -> one-hot length -> shift
+        go = Signal()
+        nonmono = (lt & ~(lt >> 1))[: L - 1].any() if L > 1 else Const(0)
+        bad_code = go & (~lt[L - 1] | nonmono)  # no length matches (bits below the held are 0)
+        length = Signal(range(L + 1))
+        consumed = Signal(range(L + 1))
+        m.d.comb += [length.eq(encode_onehot(first)), consumed.eq(Mux(go, length, 0))]
+        merged = Signal(B)
+        m.d.comb += merged.eq(buf | self.bits.bits)
+        # one AND-OR over the L + 1 shifted copies (0 .. L bits), selected one-hot by `~go` and
+        # `go & first[k]` (one LUT each): no separate "shift or hold" mux level. A corrupt code
+        # (no length) clears the buffer: `error` stops the PE anyway
+        shift_sel = Signal(L + 1)
+        m.d.comb += shift_sel.eq(Cat(~go, first & go.replicate(L)))
+        m.d.sync += [buf.eq(or_reduce([Mux(shift_sel[k], (merged << k)[:B], 0) for k in range(L + 1)])),
+                     cnt.eq(cnt - consumed + self.bits.nb)]
+
+        # --- column bookkeeping (off the loop: into registers) -----------------------------
+        dec_rem = Signal(p.ptr_width)
+        m.d.comb += dec_rem.eq(Mux(active, rem, hd.len))
+        # `enough`: a full code's worth of bits (Lmax <= 16) or the whole rest of the column is
+        # held, so a valid code decodes now (`stall` keeps the PE waiting: never seen, `starve`).
+        # The rest-of-column test only matters below 16 bits: flags and a 4-bit compare
+        rem_short = Signal()  # rem < 16, kept with rem
+        dr_short = Mux(active, rem_short, hd.short)
+        enough = (cnt >= L) | (dr_short & ((cnt >= 16) | (cnt[:4] >= dec_rem[:4])))
+        stall = Signal()
+        m.d.comb += [stall.eq(want & ~enough), go.eq(want & enough)]
+        # the code's length against the rest of the column without the `dec_rem - length`
+        # borrow chain: dec_rem is known before the comparators settle, so test it against
+        # each possible length k + 1 <= 16 (its low 5 bits, upper bits zero) in parallel and
+        # let the one-hot length pick the answer
+        lo5, hi_zero = dec_rem[:5], dec_rem[5:] == 0
+        cross = go & hi_zero & or_reduce([first[k] & (lo5 <= k) for k in range(L)])  # past the end
+        col_ends = hi_zero & ((~lt.any() & (lo5 == 0)) |
+                              or_reduce([first[k] & (lo5 == k + 1) for k in range(L)]))
+        # rem - length < 16 <=> rem < 16 + length: also without the chain
+        next_short = hi_zero & ((~lt.any() & (lo5 < 16)) |
+                                or_reduce([first[k] & (lo5 < k + 17) for k in range(L)]))
+        # the head is taken when the decoder is idle and its first code is decodable
+        pop = Signal()
+        m.d.comb += [self.col.ready.eq(~active & ~self.error & ~stall), pop.eq(start_col & ~stall)]
+        with m.If(pop):
+            m.d.sync += cur_act.eq(hd.act)
+        rem_next = Signal(p.ptr_width)
+        m.d.comb += rem_next.eq(dec_rem - length)
+        with m.If(go):
+            m.d.sync += [rem.eq(rem_next), rem_short.eq(next_short), active.eq(~col_ends)]
+        with m.If(stall):
+            m.d.sync += self.starve.eq(1)
+
+        # --- stage 1: symbol index (selected code bits + offset), range check, symbol read --
+        s1_valid, s1_first, s1_act = Signal(), Signal(), Signal(8)
+        s1_top, s1_off = Signal(L), Signal(16)
+        m.d.sync += [s1_valid.eq(go & ~bad_code & ~cross), s1_first.eq(start_col),
+                     s1_act.eq(Mux(start_col, hd.act, cur_act)),
+                     s1_top.eq(or_reduce([Mux(first[k], v >> (L - 1 - k), 0) for k in range(L)])),
+                     s1_off.eq(or_reduce([Mux(first[k], cfg.offset[k], 0) for k in range(L)]))]
+        idx = Signal(16)  # offsets are stored mod 2**16 (canonical offsets may be "negative")
+        m.d.comb += [idx.eq(s1_top + s1_off), sym_rd.addr.eq(cfg.sym_base + idx)]
+        idx_err = s1_valid & (idx >= cfg.n_sym)
+
+        # --- stage 2: the symbol memory's output to the MAC --------------------------------
+        s2_valid, s2_first, s2_act = Signal(), Signal(), Signal(8)
+        m.d.sync += [s2_valid.eq(s1_valid & ~idx_err), s2_first.eq(s1_first), s2_act.eq(s1_act)]
+        m.d.comb += [self.sym.valid.eq(s2_valid), self.sym.first.eq(s2_first),
+                     self.sym.act.eq(s2_act), self.sym.sym.eq(sym_rd.data)]
+
+        # busy tokens: every popped column (empty ones too) and every decoded entry keeps the
+        # PE busy until its slot has left the 4-stage pipeline behind the loop (the drain)
+        t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [t1.eq(go | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
+        m.d.comb += self.busy.eq(active | t1 | t2 | t3 | t4)
+        with m.If(bad_code | cross | idx_err | self.sym.bad_row | (start_col & hd.bad)):
+            m.d.sync += self.error.eq(1)
+
+        with m.If(self.clear):
+            m.d.sync += [cnt.eq(0), buf.eq(0), active.eq(0), s1_valid.eq(0), s2_valid.eq(0),
+                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0), self.error.eq(0), self.starve.eq(0)]
+        return m

@@ -1,0 +1,116 @@
+"""PE back end: symbol -> (z, w), relative row, codebook, multiply, accumulate; the tail read-out.
+
+:class:`MAC` takes the decoded joint symbols (``sym``, from :class:`hdl.decode.Decode`)
+and accumulates ``codebook[w] * act`` into local row ``pos`` (``pos = z`` on a
+column's first entry, else ``pos += z + 1``; ``w == 0`` is a filler: no MAC).
+
+Pipeline (``S`` = cycle the symbol is on ``sym``, the decode cycle + 2)::
+
+    S      symbol -> (z, w), position, row check (-> ``sym.bad_row``), codebook read
+    S+1    product = codebook * act; accumulator read (transparent to the write below)
+    S+2    accumulator write
+
+Latency: 2 cycles from ``sym`` to the accumulator write (decode D -> write
+D+4). Back-to-back hits on the same row (last entry of one column, first of
+the next) are forwarded by the accumulator's transparent read port.
+
+The tail port (:func:`hdl.layouts.TailSignature`, driven by the sequencer):
+``rd``/``addr`` at t -> ``sum`` = accumulator + bias and ``gt`` = ``sum > best``
+in t + 1 (combinational from the two memories' outputs; ``gt`` is one carry
+chain instead of an adder and a comparator, exact because accumulator + bias
+never overflows int32, docs/arithmetic.md); ``clear`` at t writes 0 to row
+``addr`` in t + 1 (read first, then clear). A read-out takes the
+accumulator's read port, so it runs only while no symbols arrive.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
+
+from .layouts import SymbolSignature, TailSignature, layer_layout
+from .params import EngineParams, bits_for
+
+
+class MAC(wiring.Component):
+    """Relative index + codebook + multiply-accumulate + tail read-out (latencies: module docstring).
+
+    ``index`` is the PE's number ``q``: its local row ``i`` is row ``i * N + q``.
+    Ports: ``cfg`` (``rows``, ``cb_base``, ``bias_base``), ``clear``, ``sym`` (in),
+    ``tail`` (in: the sequencer's read-out port).
+    """
+
+    def __init__(self, p: EngineParams, index: int, *, bias=(), codebook=()):
+        self.p, self.index = p, index
+        self._bias, self._codebook = list(bias), list(codebook)
+        super().__init__({
+            "cfg": In(layer_layout(p)),
+            "clear": In(1),
+            "sym": In(SymbolSignature(p)),
+            "tail": In(TailSignature(p)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, cfg, sym, tail = self.p, self.cfg, self.sym, self.tail
+        m.submodules.bias = bias_mem = Memory(shape=32, depth=p.bias_depth, init=self._bias)
+        m.submodules.cb = cb_mem = Memory(shape=16, depth=p.cb_depth, init=self._codebook)
+        m.submodules.acc = acc_mem = Memory(shape=32, depth=max(2, p.acc_depth), init=[])
+        bias_rd, cb_rd = bias_mem.read_port(), cb_mem.read_port()
+        acc_wr = acc_mem.write_port()
+        acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))  # forwarding for same-row hits
+
+        # --- S: symbol -> (z, w), relative position, row check, codebook read ---------------
+        pos_w = bits_for(p.acc_depth + (1 << p.zbits_max)) + 1
+        pos = Signal(pos_w)
+        beyond = Signal()
+        z = Signal(p.sym_width)
+        w = Signal(p.wbits_max)
+        m.d.comb += [z.eq(sym.sym[p.wbits_max:]), w.eq(sym.sym[:p.wbits_max])]  # params.contents
+        pos_new = Signal(pos_w)
+        m.d.comb += pos_new.eq(Mux(sym.first, z, pos + z + 1))
+        past = (pos_new * p.n_pes + self.index) >= cfg.rows
+        beyond_new = Signal()
+        m.d.comb += beyond_new.eq(Mux(sym.first, 0, beyond) | past)
+        with m.If(sym.valid):
+            m.d.sync += [pos.eq(pos_new), beyond.eq(beyond_new)]
+        m.d.comb += sym.bad_row.eq(sym.valid & (w != 0) & beyond_new)
+        mac = sym.valid & (w != 0) & ~beyond_new
+        m.d.comb += cb_rd.addr.eq(cfg.cb_base + w)
+
+        # --- S+1: product; accumulator read -------------------------------------------------
+        s3_valid, s3_pos, s3_act = Signal(), Signal(range(max(2, p.acc_depth))), Signal(8)
+        m.d.sync += [s3_valid.eq(mac), s3_pos.eq(pos_new), s3_act.eq(sym.act)]
+        product = Signal(signed(25))
+        m.d.comb += product.eq(cb_rd.data.as_signed() * s3_act)
+        m.d.comb += acc_rd.addr.eq(Mux(tail.rd, tail.addr, s3_pos))
+
+        # --- S+2: accumulate ------------------------------------------------------------------
+        s4_valid, s4_pos, s4_prod = Signal(), Signal.like(s3_pos), Signal(signed(25))
+        m.d.sync += [s4_valid.eq(s3_valid), s4_pos.eq(s3_pos), s4_prod.eq(product)]
+        clr_pending, clr_addr = Signal(), Signal.like(s3_pos)
+        m.d.sync += [clr_pending.eq(tail.clear), clr_addr.eq(tail.addr)]
+        with m.If(clr_pending):
+            m.d.comb += [acc_wr.addr.eq(clr_addr), acc_wr.data.eq(0), acc_wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [acc_wr.addr.eq(s4_pos),
+                         acc_wr.data.eq(acc_rd.data.as_signed() + s4_prod),
+                         acc_wr.en.eq(s4_valid)]
+
+        # --- tail: accumulator + bias ---------------------------------------------------------
+        m.d.comb += [bias_rd.addr.eq(cfg.bias_base + tail.addr),
+                     tail.sum.eq(acc_rd.data.as_signed() + bias_rd.data.as_signed())]
+        # acc + bias > best  <=>  acc + bias + ~best >= 0 (34 bits): carry-save, then one adder
+        ta, tb, tc = Signal(signed(34)), Signal(signed(34)), Signal(signed(34))
+        m.d.comb += [ta.eq(acc_rd.data.as_signed()), tb.eq(bias_rd.data.as_signed()),
+                     tc.eq(~tail.best)]
+        t_sum = ta.as_unsigned() ^ tb.as_unsigned() ^ tc.as_unsigned()
+        t_carry = Cat(Const(0, 1), ((ta & tb) | (ta & tc) | (tb & tc)).as_unsigned()[:33])
+        t_tot = Signal(34)
+        m.d.comb += [t_tot.eq(t_sum + t_carry), tail.gt.eq(~t_tot[33])]
+
+        with m.If(self.clear):
+            m.d.sync += [s3_valid.eq(0), s4_valid.eq(0)]
+        return m
