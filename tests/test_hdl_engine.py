@@ -18,7 +18,7 @@ import pytest
 
 from compressor.contract.errors import FormatError
 from compressor.contract.golden import decode_rom
-from compressor.contract.rom import build, parse
+from compressor.contract.rom import FLAG_SIGNED_INPUT, build, parse
 from hdl.layouts import ERR_PARAMS, ERR_STREAM
 from sim.testnets import extreme_net, int_layer
 from tests.conftest import MNIST_DIR, ROOT
@@ -130,9 +130,7 @@ def test_header_the_rtl_cannot_run_is_an_error(tmp_path_factory):
     """A signed-input image (conv net fc layers) on the uint8 engine: error 2, input consumed."""
     rng = np.random.default_rng(3)
     layers = [int_layer(rng, 12, 20, 0.3), int_layer(rng, 10, 12, 0.5, relu=False)]
-    image = bytearray(build(layers, 1, max_len=8)[:-4])
-    image[15] = 1  # flags: signed input
-    image = _reseal(bytes(image))
+    image = build(layers, 1, max_len=8, flags=FLAG_SIGNED_INPUT, input_scale=1 / 128)
     b = engine_sim.build(image, tmp_path_factory.mktemp("mismatch"))
     res = engine_sim.run(b, np.full((2, 20), 7), timeout_cycles=5_000)
     assert [r["error"] for r in res] == [ERR_PARAMS, ERR_PARAMS]
