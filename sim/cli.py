@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.contract.cli import Command, add_data_args, emit
+from compressor.contract.cli import IMAGES, PES, Command, add_data_args, emit
 from compressor.contract.errors import DeepcompError
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rom", type=Path, required=True, help="ROM image (bin, hex or mem)")
-    p.add_argument("--pes", type=int, required=True, help="number of PEs N (must match the image)")
+    p.add_argument("--pes", type=PES, required=True, help="number of PEs N (must match the image)")
     add_data_args(p, default="mnist")
-    p.add_argument("--images", type=int, default=20, help="first K test images (default 20)")
+    p.add_argument("--images", type=IMAGES, default=20, help="first K test images")
     p.add_argument("--waves", action="store_true", help="write a waveform (VCD) of the run")
     p.add_argument("--build-dir", type=Path, help="Verilator build directory (default build/sim_<rom>_n<N>)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
