@@ -76,6 +76,13 @@ def ice40_pll(f_in_mhz: float, f_out_mhz: float) -> ICE40PLL:
     return best[1]
 
 
+# measured (docs/boards.md, benchmarks/results/board_builds.json): N = 1 takes 5,008 of the
+# UP5K's 5,280 logic cells, so a second PE cannot fit
+UP5K_LC = 5280
+LC_AT_N1 = 5008
+MAX_PES = 1
+
+
 def engine_params(image: bytes) -> EngineParams:
     """The engine for ``image`` with its streams in SPRAM (each even/odd bank one 16 K-word block)."""
     rom = parse(image, "<rom>")
@@ -83,6 +90,10 @@ def engine_params(image: bytes) -> EngineParams:
     if 2 * p.n_pes > SPRAM_BLOCKS:
         raise DeepcompError(f"icebreaker: {p.n_pes} PEs need {2 * p.n_pes} SPRAM blocks, the UP5K has "
                             f"{SPRAM_BLOCKS}: lay the image out for 1 or 2 PEs (deepcomp rom --pes 1)")
+    if p.n_pes > MAX_PES:  # checked before a place-and-route that would fail after half a minute
+        raise DeepcompError(f"icebreaker: {p.n_pes} PEs do not fit the UP5K's {UP5K_LC} logic cells "
+                            f"(one PE and the board core take about {LC_AT_N1}): lay the image out "
+                            "for 1 PE (deepcomp rom --pes 1)")
     if p.stream_half > 16384:
         raise DeepcompError(f"icebreaker: a PE's stream ({2 * p.stream_words} bytes) exceeds two SPRAM "
                             "blocks (64 KB)")

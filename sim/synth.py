@@ -12,7 +12,7 @@ fed by one pin, every output is XOR-folded into one registered pin. So paths
 from and to the block's ports are register-to-register, and the reported
 Fmax is that of the block's own logic.
 
-    python -m sim.synth huffman [max_len] [--fmax] [--ecp5]
+    python -m sim.synth pe [--rom model.rom] [--fmax] [--ecp5]
 
 The tools, the Yosys runner and the statistics parser are :mod:`hdl.toolchain`'s
 (YoWASP quirks: Yosys' stdout goes silent after the in-process ABC pass, so
@@ -96,27 +96,40 @@ def fmax(component, workdir: Path | str, arch: str = "ice40", synth_opts: str = 
     return float(found[-1])
 
 
+def pe_for(rom_path: Path | None, index: int = 0):
+    """One PE (:class:`hdl.pe.PE`) with the memories of ``rom_path``, or of a small extreme test net."""
+    import numpy as np
+
+    from compressor.contract.rom import build, parse, read_image
+    from hdl.params import contents, fit
+    from hdl.pe import PE
+    from sim.testnets import extreme_net
+
+    rom = read_image(rom_path)[1] if rom_path else parse(build(extreme_net(np.random.default_rng(0)), 1))
+    p = fit(rom)
+    c = contents(rom, p)
+    return PE(p, index, stream_even=c.stream_even[index], stream_odd=c.stream_odd[index],
+              ptr_even=c.ptr_even[index], ptr_odd=c.ptr_odd[index], ptr_flags=c.ptr_flags[index],
+              bias=c.bias[index], codebook=c.codebook, symbols=c.symbols)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import tempfile
 
-    from hdl.huffman import HuffmanDecoder
-
     ap = argparse.ArgumentParser(prog="python -m sim.synth", description=__doc__.split("\n")[0])
-    ap.add_argument("block", choices=["huffman"])
-    ap.add_argument("max_len", type=int, nargs="?", default=12)
-    ap.add_argument("--sym-depth", type=int, default=512)
-    ap.add_argument("--fmax", action="store_true", help="also place and route (slow)")
+    ap.add_argument("block", choices=["pe"], help="the block to measure: one processing element")
+    ap.add_argument("--rom", type=Path, help="ROM image whose memories the PE holds (default: a small test net)")
+    ap.add_argument("--fmax", action="store_true", help="also place and route on the UP5K (slow)")
     ap.add_argument("--ecp5", action="store_true", help="Fmax on the ULX3S's ECP5 85F too")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
-        mk = lambda: HuffmanDecoder(max_len=a.max_len, sym_depth=a.sym_depth)  # noqa: E731
-        cells = ice40_stat(mk(), "huffman_decoder", Path(d) / "stat")
+        cells = ice40_stat(pe_for(a.rom), "pe", Path(d) / "stat")
         print("iCE40:", ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
         if a.fmax:
-            print(f"UP5K Fmax: {fmax(mk(), Path(d) / 'ice40'):.1f} MHz")
+            print(f"UP5K Fmax: {fmax(pe_for(a.rom), Path(d) / 'ice40'):.1f} MHz")
         if a.ecp5:
-            print(f"ECP5-85F Fmax: {fmax(mk(), Path(d) / 'ecp5', 'ecp5'):.1f} MHz")
+            print(f"ECP5-85F Fmax: {fmax(pe_for(a.rom), Path(d) / 'ecp5', 'ecp5'):.1f} MHz")
     return 0
 
 
