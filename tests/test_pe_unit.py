@@ -61,7 +61,7 @@ def expected(layer: IntLayer, cols, acts) -> np.ndarray:
 def layer_of(rng, rows, cols, density, zbits=4, wbits=5):
     index = np.where(rng.random((rows, cols)) < density, rng.integers(1, 1 << wbits, (rows, cols)), 0)
     codebook = np.concatenate([[0], rng.integers(-30000, 30000, (1 << wbits) - 1)])
-    return IntLayer(index.astype(np.int64), codebook, rng.integers(-10**6, 10**6, rows), True,
+    return IntLayer(index.astype(np.int64), codebook, rng.integers(-10**6, 10**6, rows), False,
                     1 << 15, 20, wbits=wbits, zbits=zbits)
 
 
