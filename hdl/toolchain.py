@@ -61,15 +61,18 @@ def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
 def write_verilog(component, name: str, path: Path | str) -> Path:
     """Elaborate ``component`` (a ``wiring.Component``) to ``path`` as module ``name``.
 
-    The file is rewritten only if its text changes, so make sees an unchanged source.
+    The file is rewritten only if its text changes, so make sees an unchanged source,
+    and through a temporary file and a rename, so an interrupted or failed write (a
+    full disk) never leaves a truncated Verilog file behind.
     """
     from amaranth.back import verilog
 
+    from compressor.contract.binfmt import atomic_write
+
     path = Path(path)
     text = verilog.convert(component, name=name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+    if not path.is_file() or path.read_text() != text:
+        atomic_write(path, text.encode())
     return path
 
 
