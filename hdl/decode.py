@@ -11,14 +11,15 @@ Pipeline (``D`` = decode cycle)::
     D+1    symbol index = selected code bits + offset[length]; range check; symbol memory read
     D+2    the symbol on ``sym`` (valid, first, act, sym)
 
-Latency: 2 cycles from decode to ``sym``. A column starts (``col`` taken) in
+Latency: 2 cycles from decode to ``sym``. A column starts (``col.pop``) in
 the cycle the decoder is idle and its first code is decodable, and takes
 ``max(entries, 1)`` cycles (an empty column is popped without decoding). A
-corrupt code is flagged into ``error`` at the end of D (no length, crosses
-the column end), of D+1 (symbol index out of range) or of D+2 (``sym.bad_row``
-from the MAC); ``error`` is sticky until ``clear`` and stops the decoder.
-``busy``: mid-column, or a pop / decode of the last 4 cycles still in the
-index stage or the MAC's three stages (D+1 .. D+4, the cycle model's drain 4).
+corrupt code is flagged into ``status.error`` at the end of D (no length,
+crosses the column end), of D+1 (symbol index out of range) or of D+2
+(``sym.bad_row`` from the MAC); it is sticky until ``clear`` and stops the
+decoder. ``status.busy``: columns queued (``col.pending``), mid-column, or a pop
+/ decode of the last 4 cycles still in the index stage or the MAC's three
+stages (D+1 .. D+4, the cycle model's drain 4): the PE's status.
 
 **The decode loop** (bit buffer -> code length -> shifted buffer) is the one
 path that cannot be pipelined; everything else hangs off it into registers
@@ -40,7 +41,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import BitsSignature, ColumnSignature, SymbolSignature, layer_layout
+from .layouts import BitsSignature, ColumnSignature, StatusSignature, SymbolSignature, layer_layout
 from .onehot import encode_onehot, or_reduce
 from .params import EngineParams
 
@@ -50,7 +51,7 @@ class Decode(wiring.Component):
 
     Ports: ``cfg`` (``limit``, ``offset``, ``sym_base``, ``n_sym``), ``clear``, ``col`` and
     ``bits`` (in, from :class:`hdl.fetch.Fetch`), ``sym`` (out, to :class:`hdl.mac.MAC`),
-    ``busy``, ``error`` (sticky), ``starve`` (sticky, debug).
+    ``status`` (the PE's: ``busy``, ``error`` sticky, ``starve`` sticky, debug).
     """
 
     def __init__(self, p: EngineParams, *, symbols=()):
@@ -62,14 +63,12 @@ class Decode(wiring.Component):
             "col": In(ColumnSignature(p)),
             "bits": In(BitsSignature(p)),
             "sym": Out(SymbolSignature(p)),
-            "busy": Out(1),
-            "error": Out(1),
-            "starve": Out(1),
+            "status": Out(StatusSignature()),
         })
 
     def elaborate(self, platform):
         m = Module()
-        p, cfg = self.p, self.cfg
+        p, cfg, error = self.p, self.cfg, self.status.error
         L, B = p.max_len, p.buf_bits
         m.submodules.sym = sym_mem = Memory(shape=p.sym_width, depth=p.sym_depth, init=self._symbols)
         sym_rd = sym_mem.read_port()
@@ -85,9 +84,9 @@ class Decode(wiring.Component):
         cur_act = Signal(8)
         hd = self.col.payload
         start_col = Signal()
-        m.d.comb += start_col.eq(~active & self.col.valid & ~self.error)
+        m.d.comb += start_col.eq(~active & self.col.valid & ~error)
         want = Signal()
-        m.d.comb += want.eq((active & ~self.error) | (start_col & ~hd.empty & ~hd.bad))
+        m.d.comb += want.eq((active & ~error) | (start_col & ~hd.empty & ~hd.bad))
 
         v = buf[B - L:]
         lt = Signal(L)  # lt[k]: v < limit[k]; a thermometer code (limits never decrease)
@@ -134,9 +133,9 @@ class Decode(wiring.Component):
         # rem - length < 16 <=> rem < 16 + length: also without the chain
         next_short = hi_zero & ((~lt.any() & (lo5 < 16)) |
                                 or_reduce([first[k] & (lo5 < k + 17) for k in range(L)]))
-        # the head is taken when the decoder is idle and its first code is decodable
-        pop = Signal()
-        m.d.comb += [self.col.ready.eq(~active & ~self.error & ~stall), pop.eq(start_col & ~stall)]
+        # the head is popped when the decoder is idle and its first code is decodable
+        pop = self.col.pop
+        m.d.comb += pop.eq(start_col & ~stall)
         with m.If(pop):
             m.d.sync += cur_act.eq(hd.act)
         rem_next = Signal(p.ptr_width)
@@ -144,7 +143,7 @@ class Decode(wiring.Component):
         with m.If(go):
             m.d.sync += [rem.eq(rem_next), rem_short.eq(next_short), active.eq(~col_ends)]
         with m.If(stall):
-            m.d.sync += self.starve.eq(1)
+            m.d.sync += self.status.starve.eq(1)
 
         # --- stage 1: symbol index (selected code bits + offset), range check, symbol read --
         s1_valid, s1_first, s1_act = Signal(), Signal(), Signal(8)
@@ -167,11 +166,11 @@ class Decode(wiring.Component):
         # PE busy until its slot has left the 4-stage pipeline behind the loop (the drain)
         t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [t1.eq(go | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
-        m.d.comb += self.busy.eq(active | t1 | t2 | t3 | t4)
+        m.d.comb += self.status.busy.eq(self.col.pending | active | t1 | t2 | t3 | t4)
         with m.If(bad_code | cross | idx_err | self.sym.bad_row | (start_col & hd.bad)):
-            m.d.sync += self.error.eq(1)
+            m.d.sync += error.eq(1)
 
         with m.If(self.clear):
             m.d.sync += [cnt.eq(0), buf.eq(0), active.eq(0), s1_valid.eq(0), s2_valid.eq(0),
-                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0), self.error.eq(0), self.starve.eq(0)]
+                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0), error.eq(0), self.status.starve.eq(0)]
         return m

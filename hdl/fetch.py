@@ -8,7 +8,7 @@ decoder's bit buffer when the current column ends (zero-bubble column
 switching, docs/hardware.md). It hands the decoder two things:
 
 * ``col`` (:func:`hdl.layouts.ColumnSignature`): the FIFO head, valid once its
-  first fetch has landed; the decoder pops it by taking it;
+  first fetch has landed; the decoder pops it (``pop``);
 * ``bits`` (:func:`hdl.layouts.BitsSignature`): the window landing this cycle,
   already placed right behind the decoder's ``held`` bits.
 
@@ -62,7 +62,7 @@ class Fetch(wiring.Component):
 
     Ports: ``issue`` (in), ``cfg`` (the layer descriptor; ``ptr_base``), ``clear``,
     ``load`` (in, with ``p.loadable_streams``: the runtime loader's stream words),
-    ``col`` and ``bits`` (out, to the decoder), ``busy`` (issued columns not yet popped).
+    ``col`` and ``bits`` (out, to the decoder; ``col.pending``: issued columns not yet popped).
     """
 
     def __init__(self, p: EngineParams, *, stream_even=(), stream_odd=(), ptr_even=(), ptr_odd=(),
@@ -78,7 +78,6 @@ class Fetch(wiring.Component):
             "clear": In(1),
             "col": Out(ColumnSignature(p)),
             "bits": Out(BitsSignature(p)),
-            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -220,12 +219,10 @@ class Fetch(wiring.Component):
                      col.payload.act.eq(hd.act), col.payload.len.eq(hd.len),
                      col.payload.short.eq(hd.short), col.payload.empty.eq(hd.empty),
                      col.payload.bad.eq(hd.bad)]
-        pop = Signal()
-        m.d.comb += pop.eq(col.valid & col.ready)
-        with m.If(pop):
+        with m.If(col.pop):
             m.d.sync += head.eq(head + 1)
-        m.d.sync += count.eq(count + issued - pop)
-        m.d.comb += self.busy.eq(count != 0)
+        m.d.sync += count.eq(count + issued - col.pop)
+        m.d.comb += col.pending.eq(count != 0)
 
         with m.If(self.clear):
             m.d.sync += [wptr.eq(0), fidx.eq(0), landed.eq(0), head.eq(0), count.eq(0),

@@ -79,13 +79,17 @@ def PELoadSignature(p: EngineParams) -> stream.Signature:
     return stream.Signature(pe_load_layout(p), always_ready=True)
 
 
-def ColumnSignature(p: EngineParams) -> stream.Signature:
-    """PE fetcher -> decoder: the FIFO head (:func:`column_layout`), offered once its first bits landed.
+def ColumnSignature(p: EngineParams) -> wiring.Signature:
+    """PE fetcher -> decoder: the FIFO head (:func:`column_layout`) as a FIFO read port.
 
-    ``valid``: an entry whose first 32-bit fetch is in the bit buffer;
-    ``ready``: the decoder starts (pops) that column this cycle.
+    ``valid``: the head entry's first 32-bit fetch is in the bit buffer;
+    ``payload``: that entry; ``pop`` (from the decoder): it starts that column
+    this cycle (only while ``valid``: a FIFO ``r_en`` rather than a stream's
+    ``ready``, so the transfer is the decoder's own start condition);
+    ``pending``: issued columns not yet popped (part of the PE's ``busy``).
     """
-    return stream.Signature(column_layout(p))
+    return wiring.Signature({"valid": Out(1), "payload": Out(column_layout(p)), "pending": Out(1),
+                             "pop": In(1)})
 
 
 def BitsSignature(p: EngineParams) -> wiring.Signature:

@@ -9,8 +9,10 @@ into row ``pos`` (``pos += z + 1``; ``w == 0`` is a filler: no MAC).
 Three blocks, joined with ``wiring.connect`` (named signatures in :mod:`hdl.layouts`)::
 
     issue ─► Fetch ──col (FIFO head)──► Decode ──sym {first, act, sym}──► MAC ◄─► tail
-             (pointers, FIFO,  ──bits──►  (bit buffer, loop,  ◄─bad_row──  (codebook, ×, accumulators,
-              fetcher, landing) ◄─held─   symbol index + memory)            bias, argmax compare)
+             (pointers, FIFO,   ◄──pop──  (bit buffer, loop,  ◄─bad_row──  (codebook, ×, accumulators,
+              fetcher, landing) ──bits──► symbol index + memory)            bias, argmax compare)
+                                ◄─held─        │
+                                               └─► status {busy, error, starve}
 
 Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
 
@@ -29,8 +31,9 @@ Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
 So a column starts at ``max(b + 4, end of the previous column)`` and takes
 ``max(entries, 1)`` cycles; the accumulator of its last entry is written 4
 cycles after its last decode cycle (the cycle model's ``issue_latency`` 4 and
-``drain`` 4). The PE adds no logic of its own beyond the glue below: its
-latency is the blocks' (:mod:`hdl.fetch`, :mod:`hdl.decode`, :mod:`hdl.mac`).
+``drain`` 4). The PE adds no logic of its own: its latency is the blocks'
+(:mod:`hdl.fetch`, :mod:`hdl.decode`, :mod:`hdl.mac`); its ``status`` is the
+decoder's (which sees the FIFO's ``pending`` columns).
 
 **Corrupt streams** set ``status.error`` (sticky until ``clear``): no code length
 matches, a code crosses the column end, a symbol index past the layer's
@@ -102,8 +105,7 @@ class PE(wiring.Component):
         connect(m, fetch.bits, dec.bits)
         connect(m, dec.sym, mac.sym)
         connect(m, wiring.flipped(self.tail), mac.tail)
+        connect(m, dec.status, wiring.flipped(self.status))
         for block in (fetch, dec, mac):  # the descriptor and the abort reach every block
             m.d.comb += [block.cfg.eq(self.cfg), block.clear.eq(self.clear)]
-        m.d.comb += [self.status.busy.eq(fetch.busy | dec.busy), self.status.error.eq(dec.error),
-                     self.status.starve.eq(dec.starve)]
         return m
