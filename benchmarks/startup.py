@@ -63,7 +63,7 @@ def main() -> None:
     print(f"{peer['command']:<32} median {peer['median_s']:.3f} s  (the peer: what a torch import costs)")
     out = {"runs": args.runs, "rows": rows, "peer": peer, "target_s": 0.4,
            "all_non_torch_under_target": all(r["median_s"] <= 0.4 for r in rows),
-           "command": "python benchmarks/startup.py --runs %d" % args.runs}
+           "command": f"python benchmarks/startup.py --runs {args.runs}"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "startup.json").write_text(json.dumps(out, indent=1) + "\n")
 
