@@ -90,3 +90,37 @@ def test_best_zbits_is_the_smallest_encoding(rng):
 
     assert all(size(best) <= size(z) for z in range(1, 9))
     assert best > 4
+
+
+def _reseal(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("arch, name", [("mlp", "fc\n1"), ("a\rb", "fc"), ("mlp", "fc\u2028"), ("mlp", "\x1e")])
+def test_text_with_control_characters_is_refused_on_one_line(rng, arch, name):
+    """Found by benchmarks/fuzz_formats.py: a layer name holding a line break split the error message."""
+    cm = random_mlp(rng)
+    cm.arch = arch
+    cm.layers[0].name = name
+    cm.layers[0].bias[0] = np.inf  # a later check fails too: its message would quote the name
+    with pytest.raises(FormatError, match="control character or line break") as e:
+        decode(encode(cm), "x.dcz")
+    assert len(str(e.value).splitlines()) == 1 and str(e.value).startswith("x.dcz: ")
+
+
+def test_signalling_nan_codebook_is_refused_without_a_warning(rng):
+    """Found by benchmarks/fuzz_formats.py: a float16 signalling NaN made numpy warn before the error."""
+    import warnings
+
+    rec = random_record(rng, 10, 12, 0.5, wbits=2)
+    rec.codebook = np.array([0.0, 1234.0, 1500.0, 1700.0], dtype=np.float32)
+    from compressor.contract.container import CompressedModel
+
+    data = encode(CompressedModel("mlp", [rec]))[:-4]
+    at = data.find(struct.pack("<e", 1234.0))
+    assert at > 0 and data.count(struct.pack("<e", 1234.0)) == 1
+    bad = _reseal(data[:at] + b"\x01\x7c" + data[at + 2:])  # float16 sNaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FormatError, match="x.dcz: layer fc: codebook or bias is not finite"):
+            decode(bad, "x.dcz")

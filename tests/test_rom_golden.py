@@ -129,3 +129,75 @@ def test_run_int_argmax_ties_pick_lowest():
     layer = IntLayer(np.ones((3, 2), dtype=np.int64), np.array([0, 1]), np.zeros(3, dtype=np.int64), False)
     logits, _ = run_int([layer], np.array([[1, 2]]))
     assert logits.argmax(axis=1).tolist() == [0]
+
+
+def _grow_last_region(image: bytes, extra: bytes, move_end: bool) -> bytes:
+    """``extra`` appended to the last PE's stream region; ``move_end``: the last column's pointer covers it."""
+    import struct
+
+    rom = parse(image, "t.rom")
+    n, body = rom.n_pes, bytearray(image[:-4])
+    table = 32 + 36 * len(rom.layers) + 8 * (n - 1)
+    struct.pack_into("<I", body, table + 4, len(rom.streams[-1]) + len(extra))
+    if move_end:  # pointer row C of the last layer, last PE
+        pb, ptr_off = rom.ptr_bytes, struct.unpack_from("<I", image, 32 + 36 * (len(rom.layers) - 1) + 28)[0]
+        at = ptr_off + pb * (rom.layers[-1].cols * n + n - 1)
+        end = int(rom.layers[-1].ptr[-1, -1]) + 8 * len(extra)
+        body[at:at + pb] = end.to_bytes(pb, "little")
+    body += extra
+    struct.pack_into("<I", body, 24, len(body) + 4)
+    return _reseal(bytes(body))
+
+
+@pytest.mark.parametrize("extra", [b"\0" * 4, b"\xff" * 4, b"\0" * (1 << 20)])
+def test_unused_stream_bytes_are_refused(rng, extra):
+    """Found by benchmarks/fuzz_formats.py: 1 MiB of unused bytes after a PE's codes was accepted and
+    cost the golden model 400 MB and seconds; a region is exactly its codes, zero-padded to 4 bytes."""
+    image = build(extreme_net(rng), 2, max_len=10)
+    with pytest.raises(FormatError, match=r"t\.rom: PE 1: stream region of \d+ bytes for \d+ bits of codes"):
+        parse(_grow_last_region(image, extra, move_end=False), "t.rom")
+
+
+def test_nonzero_stream_padding_bits_are_refused(rng):
+    image = build(extreme_net(rng), 1, max_len=10)
+    rom = parse(image, "t.rom")
+    end = int(rom.layers[-1].ptr[-1, 0])
+    assert end % 32, "the test needs padding bits"
+    body = bytearray(image[:-4])
+    body[rom.stream_offsets[0] + len(rom.streams[0]) - 1] |= 1  # the region's last bit is padding
+    with pytest.raises(FormatError, match=r"t\.rom: PE 0: stream region"):
+        parse(_reseal(bytes(body)), "t.rom")
+
+
+def test_a_column_of_a_million_codes_decodes_in_bounded_time():
+    """Found by benchmarks/fuzz_formats.py: the golden decoder took one numpy step per code of the
+    longest column, so bits inserted into one column (pointers moved) took seconds; now it takes
+    log2(codes) passes. Fillers past the rows are harmless (as in the RTL): accepted, all counted."""
+    import time
+
+    index = np.zeros((65535, 2), dtype=np.int64)
+    index[-1, :] = 1  # zbits 1: 32767 fillers then the weight in each column; "1" codes the filler
+    layer = IntLayer(index, np.array([0, 5, 6, 7]), np.zeros(65535, dtype=np.int64), False, wbits=2, zbits=1)
+    image = _grow_last_region(build([layer], 1, max_len=2), b"\xff" * (1 << 17), move_end=True)
+    t0 = time.perf_counter()
+    dec = decode_rom(parse(image, "t.rom"), "t.rom")
+    assert time.perf_counter() - t0 < 2.5  # one numpy step per code: over 4 s
+    assert dec[0].entries[:, 0].tolist() == [32768, 32768 + (1 << 20)]
+    np.testing.assert_array_equal(dec[0].int_layer.index, index)
+
+
+def test_each_layer_decodes_only_its_own_bits(rng):
+    """Found by benchmarks/fuzz_formats.py: every layer ran the window decoder over the whole image's
+    bits, so a deep net with one big layer cost layers x bits (this valid 42-layer image: 2.4 s)."""
+    import time
+
+    layers = [int_layer(rng, 64, 4096, 0.9, wbits=4)] + [int_layer(rng, 64, 64, 0.1) for _ in range(40)] \
+        + [int_layer(rng, 10, 64, 0.1, relu=False)]
+    for layer in layers:
+        layer.codebook = np.clip(layer.codebook, -20, 20)  # the accumulator bound holds
+    rom = parse(build(layers, 1, 12), "t.rom")
+    t0 = time.perf_counter()
+    dec = decode_rom(rom, "t.rom")
+    assert time.perf_counter() - t0 < 1.5
+    for d, orig in zip(dec, layers, strict=True):
+        np.testing.assert_array_equal(d.int_layer.index, orig.index)

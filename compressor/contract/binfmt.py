@@ -124,10 +124,13 @@ class Reader:
     def text(self, limit: int = MAX_TEXT) -> str:
         n = self.varint(limit)
         try:
-            return bytes(self.take(n)).decode("utf-8")
+            s = bytes(self.take(n)).decode("utf-8")
         except UnicodeDecodeError:
             self.fail("malformed text field")
             raise  # unreachable
+        if not s.isprintable():  # names end up in one-line messages
+            self.fail("malformed text field (control character or line break)")
+        return s
 
     def f16(self, n: int) -> np.ndarray:
         return np.frombuffer(self.take(2 * n), dtype="<f2").astype(np.float32)

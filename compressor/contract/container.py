@@ -212,10 +212,12 @@ def decode(data: bytes, path: str | Path = "<bytes>") -> CompressedModel:
             r.fail(f"layer {name}: widths wbits={wbits} zbits={zbits} out of range")
         # every entry is at least one bit in each stream, and the streams are in the file
         n_entries = r.varint(limit=8 * len(data))
-        codebook = np.concatenate([[0.0], r.f16((1 << wbits) - 1)]).astype(np.float32)
+        entries = r.f16((1 << wbits) - 1)
         bias = r.f16(shape[0]) if flags & 2 else None
-        if not (np.isfinite(codebook).all() and (bias is None or np.isfinite(bias).all())):
+        # checked before any further cast: a signalling NaN would make numpy warn on stderr
+        if not (np.isfinite(entries).all() and (bias is None or np.isfinite(bias).all())):
             r.fail(f"layer {name}: codebook or bias is not finite")
+        codebook = np.concatenate([[0.0], entries]).astype(np.float32)
         wcode = CanonicalCode(r.nibbles(1 << wbits))
         zcode = CanonicalCode(r.nibbles(1 << zbits))
         streams = []

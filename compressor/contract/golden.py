@@ -2,9 +2,10 @@
 
 ``decode_rom`` reads the Huffman streams the way the hardware does — per PE,
 per column segment, MSB-first, with the ``limit``/``offset`` tables — but
-advances all (column, PE) segments of a layer in lock-step with numpy, so
-decoding costs one numpy step per entry of the *longest* segment rather than
-a Python step per symbol. Any inconsistency (invalid code, a code crossing a
+finds the code starts of all (column, PE) segments of a layer at once with
+numpy (pointer doubling over the code length at every bit), so decoding
+costs log2(codes of the longest segment) passes over the bits rather than a
+Python step per symbol. Any inconsistency (invalid code, a code crossing a
 column end, a row past the PE's rows) raises FormatError, and every loop is
 bounded by the segment lengths, so corrupt input cannot hang it.
 
@@ -44,7 +45,14 @@ def decode_layer(rom: RomImage, li: int, path: str = "<rom>") -> DecodedLayer:
     n, max_len = rom.n_pes, rom.max_len
     regions = [np.unpackbits(np.frombuffer(s, dtype=np.uint8)) for s in rom.streams]
     base = np.cumsum([0] + [r.size for r in regions])[:-1]
-    bits = np.concatenate(regions) if regions else np.zeros(0, np.uint8)
+    every = np.concatenate(regions) if regions else np.zeros(0, np.uint8)
+    # only this layer's bits of each PE, each with the max_len bits the decoder reads after them
+    # (zeros past the end), so a layer costs its own bits, not the whole image's
+    lo, hi = layer.ptr[0] + base, layer.ptr[-1] + base
+    parts = [np.pad(every[a:b + max_len], (0, b + max_len - min(b + max_len, every.size)))
+             for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+    base = np.cumsum([0] + [x.size for x in parts])[:-1] - layer.ptr[0]  # bit p of PE q's region -> base[q] + p
+    bits = np.concatenate(parts)
     win = _windows(bits, max_len)
     # length of the code that would start at each bit position (max_len + 1 = invalid)
     length = np.searchsorted(layer.limit, win, side="right") + 1
@@ -53,33 +61,37 @@ def decode_layer(rom: RomImage, li: int, path: str = "<rom>") -> DecodedLayer:
     idx = ((win >> (max_len - ln)) + layer.offset[ln - 1]) % (1 << 16)
     start = (layer.ptr[:-1] + base[None, :]).ravel()  # segment (col, pe) in col-major order
     end = (layer.ptr[1:] + base[None, :]).ravel()
-    pos = start.copy()
-    seg_entries = np.zeros(start.size, dtype=np.int64)
-    seg_ids, positions = [], []
-    live = np.flatnonzero(pos < end)
-    guard = int((end - start).max(initial=0)) + 1  # every code is at least 1 bit long
-    while live.size:
-        guard -= 1
-        p = pos[live]
-        if guard < 0 or not valid[p].all():
-            raise FormatError(f"{path}: layer {li}: invalid Huffman code in a PE stream")
-        if np.any(idx[p] >= layer.symbols.size):
-            raise FormatError(f"{path}: layer {li}: Huffman table index out of range")
-        seg_ids.append(live)
-        positions.append(p)
-        seg_entries[live] += 1
-        pos[live] = p + ln[p]
-        if np.any(pos[live] > end[live]):
-            raise FormatError(f"{path}: layer {li}: a Huffman code crosses a column end")
-        live = live[pos[live] < end[live]]
-    if seg_ids:
-        seg = np.concatenate(seg_ids)
-        at = np.concatenate(positions)
-        order = np.lexsort((at, seg))  # entries of each segment in stream order
-        seg, at = seg[order], at[order]
-        sym = layer.symbols[idx[at]]
-    else:
-        seg = sym = np.zeros(0, dtype=np.int64)
+    # The code starts of every segment at once, by pointer doubling: jump[b] is the bit where decoding
+    # goes on after a code at bit b (the sink once its segment ends); each round doubles the codes
+    # followed, so a segment costs log2(its codes) numpy passes, not one per code (corrupt input
+    # can make a column millions of codes long).
+    segs = np.flatnonzero(start < end)  # non-empty segments: they tile their PE's part of the layer
+    segs = segs[np.argsort(start[segs], kind="stable")]
+    sink = bits.size
+    owner = segs[np.maximum(np.searchsorted(start[segs], np.arange(sink + 1), side="right") - 1, 0)] \
+        if segs.size else np.zeros(sink + 1, dtype=np.int64)
+    after = np.arange(sink + 1) + ln
+    jump = np.where(after < end[owner], after, sink)
+    jump[sink] = sink
+    at = start[segs]
+    while True:
+        nxt = jump[at]
+        nxt = nxt[nxt != sink]
+        if not nxt.size:
+            break
+        at = np.concatenate([at, nxt])
+        jump = jump[jump]
+    seg = owner[at]
+    if not valid[at].all():
+        raise FormatError(f"{path}: layer {li}: invalid Huffman code in a PE stream")
+    if np.any(idx[at] >= layer.symbols.size):
+        raise FormatError(f"{path}: layer {li}: Huffman table index out of range")
+    if np.any(after[at] > end[seg]):
+        raise FormatError(f"{path}: layer {li}: a Huffman code crosses a column end")
+    seg_entries = np.bincount(seg, minlength=start.size)
+    order = np.lexsort((at, seg))  # entries of each segment in stream order
+    seg, at = seg[order], at[order]
+    sym = layer.symbols[idx[at]]
     z, w = sym >> layer.wbits, sym & ((1 << layer.wbits) - 1)
     first = np.ones(seg.size, dtype=bool)
     first[1:] = seg[1:] != seg[:-1]

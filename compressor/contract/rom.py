@@ -341,6 +341,11 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
             r.fail(f"layer {li}: column pointers not increasing, not contiguous or past the PE stream")
         layers.append(RomLayer(rows, cols, wbits, zbits, bool(relu), mult, shift, codebook,
                                limit, offset, symbols, bias, ptr))
+    for p, (raw, end) in enumerate(zip(streams, layers[-1].ptr[-1].tolist(), strict=True)):
+        # a region is its codes, zero-padded to 4 bytes: no unused bytes for the decoder to wade through
+        if len(raw) != 4 * -(-end // 32) or np.unpackbits(np.frombuffer(raw[end // 8:], dtype=np.uint8))[end % 8:].any():
+            r.fail(f"PE {p}: stream region of {len(raw)} bytes for {end} bits of codes "
+                   "(must be the codes, zero-padded to a multiple of 4 bytes)")
     return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams,
                     ptr_bytes, total, input_scale, [stream_off + off for off, _ in regions])
 
