@@ -124,3 +124,27 @@ def test_signalling_nan_codebook_is_refused_without_a_warning(rng):
         warnings.simplefilter("error")
         with pytest.raises(FormatError, match="x.dcz: layer fc: codebook or bias is not finite"):
             decode(bad, "x.dcz")
+
+
+def test_stream_bytes_beyond_the_codes_are_refused(rng):
+    """A stream is exactly its codes padded with zero bits: extra bytes would also raise the
+    file's weight budget, so they are refused."""
+    from compressor.contract.container import LayerStreams, layer_streams  # noqa: F401
+
+    cm = random_mlp(rng, sizes=(16, 8, 4))
+    data = bytearray(encode(cm))
+    # the last stream of the last layer ends right before the CRC: grow it by one byte
+    st = layer_streams(cm.layers[-1])
+    n = (st.zcode.encoded_bits(st.z) + 7) // 8
+    body = bytes(data[:-4])
+    length_at = len(body) - n - 1  # its varint length (< 128 bytes: one byte)
+    assert body[length_at] == n
+    grown = body[:length_at] + bytes([n + 1]) + body[length_at + 1:] + b"\0"
+    with pytest.raises(FormatError, match="trailing bytes"):
+        decode(grown + struct.pack("<I", zlib.crc32(grown)), "x.dcz")
+    # a set padding bit in the same stream
+    if st.zcode.encoded_bits(st.z) % 8:
+        flipped = bytearray(body)
+        flipped[-1] |= 1
+        with pytest.raises(FormatError, match="non-zero padding"):
+            decode(bytes(flipped) + struct.pack("<I", zlib.crc32(bytes(flipped))), "x.dcz")

@@ -228,9 +228,14 @@ def decode(data: bytes, path: str | Path = "<bytes>") -> CompressedModel:
             bits = bitarray(endian="big")
             bits.frombytes(raw)
             try:
-                streams.append(code.decode(bits, n_entries))
+                symbols = code.decode(bits, n_entries)
             except ValueError as e:
                 r.fail(f"layer {name}: {e}")
+            used = code.encoded_bits(symbols)  # the stream is exactly its codes, zero-padded
+            if (used + 7) // 8 != len(raw) or bits[used:].any():
+                r.fail(f"layer {name}: stream of {len(raw)} bytes holds {used} bits of codes "
+                       "(trailing bytes or non-zero padding)")
+            streams.append(symbols)
         w, z = streams
         pos, idx = relative_decode(z, w)
         if pos.size and pos[-1] >= size:
