@@ -16,16 +16,43 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from compressor.contract.container import load
 from compressor.contract.data import load_dataset
 from compressor.contract.golden import decode_rom, infer
-from compressor.contract.rom import build, column_length_bytes, parse, section_sizes
+from compressor.contract.rom import DESC, HEADER, RomImage, build, parse
 from compressor.models import to_module
 from compressor.rom_cli import int_layers_for
 from compressor.train import error_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def section_sizes(rom: RomImage) -> dict[str, int]:
+    """Bytes of each kind of content (alignment padding reported separately)."""
+    ls = rom.layers
+    sizes = {
+        "header+descriptors": HEADER.size + DESC.size * len(ls) + 8 * rom.n_pes,
+        "codebooks": sum(2 * ly.codebook.size for ly in ls),
+        "huffman_tables": sum(8 * rom.max_len + 2 * ly.symbols.size for ly in ls),
+        "biases": sum(4 * ly.rows for ly in ls),
+        "pointers": sum(ly.ptr.size * rom.ptr_bytes for ly in ls),
+        "streams": sum(len(s) for s in rom.streams),
+        "crc": 4,
+    }
+    sizes["padding"] = rom.total_bytes - sum(sizes.values())
+    return sizes
+
+
+def column_length_bytes(rom: RomImage) -> int:
+    """What per-column bit *lengths* (the alternative to pointers) would cost, fixed width per layer."""
+    total = 0
+    for ly in rom.layers:
+        seg = np.diff(ly.ptr, axis=0)
+        total += seg.size * int(seg.max(initial=0)).bit_length()
+    return (total + 7) // 8
 
 
 def main() -> None:

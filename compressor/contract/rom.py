@@ -15,7 +15,6 @@ j ends where j + 1 starts). Byte-by-byte layout: docs/format.md.
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from .binfmt import Reader, atomic_write, read_file
 from .errors import DeepcompError, FormatError
 from .fixedpoint import MULT_BITS, IntLayer
 from .huffman import CanonicalCode, decode_tables
+from .romtext import from_readmemh, to_readmemh
 from .sparse import relative_encode
 
 MAGIC = b"DCRM"
@@ -350,31 +350,6 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
                     ptr_bytes, total, input_scale, [stream_off + off for off, _ in regions])
 
 
-def section_sizes(rom: RomImage) -> dict[str, int]:
-    """Bytes of each kind of content (alignment padding reported separately)."""
-    ls = rom.layers
-    sizes = {
-        "header+descriptors": HEADER.size + DESC.size * len(ls) + 8 * rom.n_pes,
-        "codebooks": sum(2 * ly.codebook.size for ly in ls),
-        "huffman_tables": sum(8 * rom.max_len + 2 * ly.symbols.size for ly in ls),
-        "biases": sum(4 * ly.rows for ly in ls),
-        "pointers": sum(ly.ptr.size * rom.ptr_bytes for ly in ls),
-        "streams": sum(len(s) for s in rom.streams),
-        "crc": 4,
-    }
-    sizes["padding"] = rom.total_bytes - sum(sizes.values())
-    return sizes
-
-
-def column_length_bytes(rom: RomImage) -> int:
-    """What per-column bit *lengths* (the alternative to pointers) would cost, fixed width per layer."""
-    total = 0
-    for ly in rom.layers:
-        seg = np.diff(ly.ptr, axis=0)
-        total += seg.size * int(seg.max(initial=0)).bit_length()
-    return (total + 7) // 8
-
-
 def save(image: bytes, path: str | Path, fmt: str = "bin") -> None:
     """Write the image as raw bytes, or as hex text for ``$readmemh`` (bin/hex/mem)."""
     if fmt == "bin":
@@ -383,35 +358,6 @@ def save(image: bytes, path: str | Path, fmt: str = "bin") -> None:
         atomic_write(path, to_readmemh(image, 1 if fmt == "hex" else 4))
     else:
         raise DeepcompError(f"--format {fmt}: choose bin, hex or mem")
-
-
-def to_readmemh(image: bytes, width: int) -> bytes:
-    """One ``width``-byte little-endian word per line: bytes (hex) or 32-bit words (mem)."""
-    pad = image + b"\0" * (-len(image) % width)
-    words = np.frombuffer(pad, dtype=np.uint8).reshape(-1, width)[:, ::-1]
-    lines = ["".join(f"{b:02x}" for b in w) for w in words]
-    header = f"// deepcomp ROM image, {len(image)} bytes, {width}-byte little-endian words\n"
-    return (header + "\n".join(lines) + "\n").encode()
-
-
-def from_readmemh(text: bytes, path: str | Path = "<text>") -> bytes:
-    """Inverse of :func:`to_readmemh` (the header comment gives the exact length)."""
-    lines = text.decode("ascii", errors="replace").splitlines()
-    head = re.fullmatch(r"// deepcomp ROM image, (\d{1,10}) bytes, ([14])-byte little-endian words",
-                        lines[0].strip()) if lines else None
-    if head is None:
-        raise FormatError(f"{path}: not a deepcomp hex/mem image (bad header line)")
-    n, width = int(head.group(1)), int(head.group(2))
-    rows = [x.strip() for x in lines[1:] if x.strip()]
-    if len(rows) != -(-n // width):
-        raise FormatError(f"{path}: header says {n} bytes, the text holds {len(rows) * width}")
-    try:
-        if any(len(x) != 2 * width for x in rows):
-            raise ValueError
-        words = [bytes.fromhex(x)[::-1] for x in rows]
-    except ValueError:
-        raise FormatError(f"{path}: malformed hex line (each holds {2 * width} hex digits)") from None
-    return b"".join(words)[:n]
 
 
 def read_image(path: str | Path, pes: int | None = None) -> tuple[bytes, RomImage]:
