@@ -93,7 +93,18 @@ PAST = {  # one step past a limit
     "ptr_bytes 5": lambda im: _header_field(im, 7, 5),
     "a stray byte before the CRC": lambda im: recrc(_header_field(im, 13, len(im) + 1)[:-4] + b"\0"),
     "non-zero padding": lambda im: _poke_padding(im),
+    "a limit with bits below its length": lambda im: _poke_table(im, 0, 1),
+    "an offset the counts do not imply": lambda im: _poke_table(im, 1, 1),
 }
+
+
+def _poke_table(image: bytes, word: int, xor: int) -> bytes:
+    """XOR ``xor`` into u32 ``word`` of layer 0's Huffman table (0: limit[1], 1: offset[1])."""
+    table_off = DESC.unpack_from(image, HEADER.size)[8]
+    body = bytearray(image[:-4])
+    at = table_off + 4 * word
+    body[at:at + 4] = struct.pack("<I", struct.unpack_from("<I", body, at)[0] ^ xor)
+    return recrc(bytes(body))
 
 
 def _poke_padding(image: bytes) -> bytes:

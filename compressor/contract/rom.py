@@ -226,6 +226,27 @@ def _unpack_ptr(raw: bytes, nbytes: int, shape: tuple[int, int]) -> np.ndarray:
     return (b << (8 * np.arange(nbytes))[None, :]).sum(axis=1).reshape(shape)
 
 
+def _canonical_counts(limit: np.ndarray, offset: np.ndarray, max_len: int) -> np.ndarray | None:
+    """Codes per length (1..L) of the canonical code whose decoder tables these are, or None.
+
+    The inverse of :func:`~compressor.contract.huffman.decode_tables`: each limit
+    must be a whole first-code-of-the-next-length (low ``L - l`` bits zero), the
+    counts non-negative, and each offset the one the counts imply.
+    """
+    counts = np.zeros(max_len, dtype=np.int64)
+    first = base = 0
+    for ln in range(1, max_len + 1):
+        lim = int(limit[ln - 1])
+        if lim % (1 << (max_len - ln)):
+            return None
+        counts[ln - 1] = (lim >> (max_len - ln)) - first
+        if counts[ln - 1] < 0 or int(offset[ln - 1]) != (base - first) % (1 << 16):
+            return None
+        base += int(counts[ln - 1])
+        first = (first + int(counts[ln - 1])) << 1
+    return counts
+
+
 def _layout(descs: list[tuple], n_pes: int, max_len: int, ptr_bytes: int) -> tuple[list[dict], int]:
     """Canonical byte offsets of every layer's sections and the stream start (as :func:`build` lays them)."""
     off = HEADER.size + DESC.size * len(descs) + 8 * n_pes
@@ -334,6 +355,13 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
         symbols = np.frombuffer(section("symbols"), dtype="<u2").astype(np.int64)
         if symbols.max(initial=0) >= 1 << (wbits + zbits):
             r.fail(f"layer {li}: symbol outside the alphabet")
+        counts = _canonical_counts(limit, offset, max_len)
+        group = np.repeat(np.arange(max_len), counts) if counts is not None else None
+        if group is None or group.size != symbols.size \
+                or np.any(np.diff(symbols)[group[1:] == group[:-1]] <= 0):
+            # a table `decode_tables` would not write: its limits could depend on bits past a
+            # code (the RTL sees zeros past a column end, the golden model the next column)
+            r.fail(f"layer {li}: Huffman table is not the canonical table of any code")
         bias = np.frombuffer(section("biases"), dtype="<i4").astype(np.int64)
         ptr = _unpack_ptr(section("pointers"), ptr_bytes, (cols + 1, n_pes))
         if np.any(np.diff(ptr, axis=0) < 0) or np.any(ptr[-1] > region_bits) \
