@@ -19,9 +19,10 @@ import numpy as np
 from fuzz_bytes import GENERIC, LENGTH_CHANGING, g_bitflip, seal, set_uint
 from fuzz_dcz import DCZ_FIELD, dcz_layout
 from fuzz_rom import ROM_FIELD, rom_layout
-from fuzz_romtext import TEXT, to_readmemh
+from fuzz_romtext import TEXT
 
 from compressor.contract import container, golden, rom
+from compressor.contract.romtext import to_readmemh
 from compressor.stats import layer_stats
 
 EXT = {"dcz": "dcz", "rom": "rom", "rom_text": "mem"}

@@ -2,14 +2,12 @@
 
 The ``text_*`` mutations damage the header line, one word line, or the line
 structure (dropped, repeated, blank, swapped or extra lines, other line ends)
-of a valid hex/mem file; :func:`to_readmemh` is ``rom.to_readmemh``
-vectorised, to re-encode a mutated binary image as text. ``TEXT`` maps each
+of a valid hex/mem file; :func:`to_readmemh` (the library's) re-encodes a mutated binary
+image as text. ``TEXT`` maps each
 kind to its mutation.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 
 def _text_lines(text: bytes) -> list[bytes]:
@@ -18,15 +16,6 @@ def _text_lines(text: bytes) -> list[bytes]:
 
 def _join(lines: list[bytes]) -> bytes:
     return b"".join(x + b"\n" for x in lines)
-
-
-def to_readmemh(image: bytes, width: int) -> bytes:
-    """``rom.to_readmemh``, vectorised (the same bytes; checked on every seed)."""
-    pad = image + b"\0" * (-len(image) % width)
-    digits = np.frombuffer(pad, dtype=np.uint8).reshape(-1, width)[:, ::-1].tobytes().hex()
-    lines = np.frombuffer(digits.encode(), dtype=f"S{2 * width}")
-    header = f"// deepcomp ROM image, {len(image)} bytes, {width}-byte little-endian words\n"
-    return header.encode() + b"\n".join(lines.tolist()) + b"\n"
 
 
 def text_header(r, text, n, width):

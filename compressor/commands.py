@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .archspec import arch_arg
-from .contract.binfmt import atomic_write, read_file
+from .contract.binfmt import atomic_write
 from .contract.cli import Command, add_data_args, bounded, emit, listed
 from .contract.container import CompressedModel, load, save
 from .contract.data import load_dataset
@@ -135,7 +135,12 @@ def meta_path(dcz: Path) -> Path:
 
 def file_crc(dcz: Path) -> int:
     """The ``.dcz``'s own stored CRC32 (its last 4 bytes): what its report refers to."""
-    return int.from_bytes(read_file(dcz)[-4:], "little")
+    try:
+        with open(dcz, "rb") as f:
+            f.seek(-4, 2)
+            return int.from_bytes(f.read(4), "little")
+    except OSError:  # shorter than a CRC, or unreadable: load() has said why already
+        return -1
 
 
 def read_meta(dcz: Path) -> dict | None:

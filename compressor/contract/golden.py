@@ -40,12 +40,19 @@ def _windows(bits: np.ndarray, max_len: int) -> np.ndarray:
     return win
 
 
-def decode_layer(rom: RomImage, li: int, path: str = "<rom>") -> DecodedLayer:
-    layer: RomLayer = rom.layers[li]
-    n, max_len = rom.n_pes, rom.max_len
+def stream_bits(rom: RomImage) -> tuple[np.ndarray, np.ndarray]:
+    """All PE regions as one bit array (MSB-first) and each region's first bit in it."""
     regions = [np.unpackbits(np.frombuffer(s, dtype=np.uint8)) for s in rom.streams]
     base = np.cumsum([0] + [r.size for r in regions])[:-1]
-    every = np.concatenate(regions) if regions else np.zeros(0, np.uint8)
+    return (np.concatenate(regions) if regions else np.zeros(0, np.uint8)), base
+
+
+def decode_layer(rom: RomImage, li: int, path: str = "<rom>",
+                 bits: tuple[np.ndarray, np.ndarray] | None = None) -> DecodedLayer:
+    """Decode layer ``li``; ``bits`` is :func:`stream_bits` of ``rom`` when the caller has it."""
+    layer: RomLayer = rom.layers[li]
+    n, max_len = rom.n_pes, rom.max_len
+    every, base = bits if bits is not None else stream_bits(rom)
     # only this layer's bits of each PE, each with the max_len bits the decoder reads after them
     # (zeros past the end), so a layer costs its own bits, not the whole image's
     lo, hi = layer.ptr[0] + base, layer.ptr[-1] + base
@@ -107,14 +114,16 @@ def decode_layer(rom: RomImage, li: int, path: str = "<rom>") -> DecodedLayer:
     index[row, col] = widx
     il = IntLayer(index, layer.codebook, layer.bias, layer.relu, layer.mult, layer.shift,
                   layer.wbits, layer.zbits)
-    if il.acc_bound() >= 1 << (rom.acc_bits - 1):  # the RTL's int32 accumulator would wrap
-        raise FormatError(f"{path}: layer {li}: accumulator bound {il.acc_bound()} needs more than "
+    bound = il.acc_bound()
+    if bound >= 1 << (rom.acc_bits - 1):  # the RTL's int32 accumulator would wrap
+        raise FormatError(f"{path}: layer {li}: accumulator bound {bound} needs more than "
                           f"{rom.acc_bits} bits")
     return DecodedLayer(il, seg_entries.reshape(layer.cols, n))
 
 
 def decode_rom(rom: RomImage, path: str = "<rom>") -> list[DecodedLayer]:
-    return [decode_layer(rom, li, path) for li in range(len(rom.layers))]
+    bits = stream_bits(rom)  # unpacked once for all layers
+    return [decode_layer(rom, li, path, bits) for li in range(len(rom.layers))]
 
 
 @dataclass(frozen=True)

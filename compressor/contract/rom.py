@@ -140,8 +140,9 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
         cb = np.asarray(layer.codebook)
         if cb[0] != 0 or np.abs(cb).max(initial=0) >= 1 << (CB_BITS - 1):
             raise DeepcompError(f"layer {li}: codebook entry 0 must be 0 and entries fit int{CB_BITS}")
-        if layer.acc_bound() >= 1 << (ACC_BITS - 1):
-            raise DeepcompError(f"layer {li}: accumulator bound {layer.acc_bound()} needs more than {ACC_BITS} bits")
+        bound = layer.acc_bound()
+        if bound >= 1 << (ACC_BITS - 1):
+            raise DeepcompError(f"layer {li}: accumulator bound {bound} needs more than {ACC_BITS} bits")
     bits_per_pe = np.zeros(n_pes, dtype=np.int64)
     pe_bits: list[list] = [[] for _ in range(n_pes)]
     per_layer = []
@@ -173,11 +174,14 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
     if ptr_bytes > 4:
         raise DeepcompError("a PE's stream exceeds 2**32 bits")
 
-    body = bytearray()
+    tables = [decode_tables(code, max_len) for code, _ in per_layer]
+    # the one canonical layout, which parse() requires: sections at _layout's offsets, zero gaps
+    layout, stream_offset = _layout([(ly.rows, ly.cols, ly.wbits, ly.zbits, t[2].size)
+                                     for ly, t in zip(layers, tables, strict=True)], n_pes, max_len, ptr_bytes)
     base = HEADER.size + DESC.size * len(layers) + 8 * n_pes
+    body = bytearray(stream_offset - base)
     descs = []
-    for layer, (code, ptr) in zip(layers, per_layer, strict=True):
-        limit, offset, symbols = decode_tables(code, max_len)
+    for layer, (_, ptr), (limit, offset, symbols), offs in zip(layers, per_layer, tables, layout, strict=True):
         parts = {
             "codebooks": np.asarray(layer.codebook, dtype="<i2").tobytes(),
             "tables": b"".join(TABLE_ENTRY.pack(int(a), int(b)) for a, b in zip(limit, offset, strict=True)),
@@ -185,17 +189,15 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
             "biases": np.asarray(layer.bias, dtype="<i4").tobytes(),
             "pointers": _pack_ptr(ptr, ptr_bytes),
         }
-        offs = {}
         for key, raw in parts.items():
-            offs[key] = base + len(body)
-            body += raw
-            body += b"\0" * (-len(body) % 4)
+            off, n = offs[key]
+            assert len(raw) == n, key
+            body[off - base: off - base + n] = raw
         mult, shift = (layer.mult, layer.shift) if layer.relu else (0, 0)
         descs.append(DESC.pack(layer.rows, layer.cols, layer.wbits, layer.zbits, int(layer.relu),
-                               shift, mult, offs["codebooks"], offs["tables"],
-                               offs["symbols"], offs["biases"], offs["pointers"],
+                               shift, mult, *(offs[k][0] for k in ("codebooks", "tables", "symbols",
+                                                                   "biases", "pointers")),
                                symbols.size, 0))
-    stream_offset = base + len(body)
     region_table = bytearray()
     off = 0
     for r in regions:

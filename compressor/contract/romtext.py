@@ -18,10 +18,11 @@ from .errors import FormatError
 def to_readmemh(image: bytes, width: int) -> bytes:
     """One ``width``-byte little-endian word per line: bytes (hex) or 32-bit words (mem)."""
     pad = image + b"\0" * (-len(image) % width)
-    words = np.frombuffer(pad, dtype=np.uint8).reshape(-1, width)[:, ::-1]
-    lines = ["".join(f"{b:02x}" for b in w) for w in words]
+    # vectorised: all digits at once, then cut into lines of 2 * width (no per-byte Python loop)
+    digits = np.frombuffer(pad, dtype=np.uint8).reshape(-1, width)[:, ::-1].tobytes().hex()
+    lines = np.frombuffer(digits.encode(), dtype=f"S{2 * width}")
     header = f"// deepcomp ROM image, {len(image)} bytes, {width}-byte little-endian words\n"
-    return (header + "\n".join(lines) + "\n").encode()
+    return header.encode() + b"\n".join(lines.tolist()) + b"\n"
 
 
 def from_readmemh(text: bytes, path: str | Path = "<text>") -> bytes:
