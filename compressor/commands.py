@@ -38,6 +38,14 @@ def dataset_for_arch(arch: str) -> str:
     return "digits" if input_size(arch) == 64 else "mnist"
 
 
+def _builtin_dataset(arch: str) -> str | None:
+    """The dataset of a built-in arch; None for a custom model (then --dataset says)."""
+    try:
+        return dataset_for_arch(arch)
+    except DeepcompError:
+        return None
+
+
 def add_fit_args(p: argparse.ArgumentParser, prefix: str, epochs: int, lr: float) -> None:
     what = prefix.rstrip("-") or "training"
     p.add_argument(f"--{prefix}epochs", type=COUNT, default=epochs, help=f"{what} epochs")
@@ -179,7 +187,8 @@ def load_any(path: Path) -> tuple:
         magic = head.read(4)
     if magic == b"DCMP":
         cm = load(path)
-        return to_module(cm, source=str(path)), cm.arch, dataset_for_arch(cm.arch), cm
+        model = to_module(cm, source=str(path))  # a custom arch runs from the file's program
+        return model, cm.arch, _builtin_dataset(cm.arch), cm
     model, arch, dataset, _ = load_dense(path)
     return model, arch, dataset, None
 
@@ -198,8 +207,15 @@ def run_eval(args: argparse.Namespace) -> int:
     from .train import error_rate
 
     model, arch, dataset, cm = load_any(args.model)
+    if not (args.dataset or dataset):
+        raise DeepcompError(f"{args.model}: {arch} is not a built-in architecture: name its test set "
+                            "with --dataset (its images go in as pixels / 255, as for the built-ins)")
     data = load_dataset(args.dataset or dataset, args.data_dir)
-    err = error_rate(model, data.test)
+    try:
+        err = error_rate(model, data.test)
+    except RuntimeError as e:  # a custom program fed images it does not take
+        raise DeepcompError(f"{args.model}: {arch} does not run on {data.name} images "
+                            f"({str(e).strip().splitlines()[0][:120]})") from None
     size = args.model.stat().st_size
     params = count_params(model)
     obj = {"model": str(args.model), "arch": arch, "dataset": data.name, "images": len(data.test),

@@ -2,9 +2,10 @@
 
 A model is rebuilt from an *arch spec* string stored in the ``.dcz``
 (``lenet300``, ``lenet5``, or ``mlp:64-100-50-10``), so a compressed file is
-self-contained for the built-in architectures. Any other ``nn.Module`` made of
-``Linear``/``Conv2d`` (plus parameter-free layers) works through the Python
-API, with the module supplied by the caller.
+self-contained for the built-in architectures. :func:`compressible_layers` is
+the CLI pipeline's rule (Linear/Conv2d only); any other ``nn.Module`` goes
+through ``compressor.api`` (planned by ``compressor.plan``, restored by name
+with ``compressor.restore.apply_to``).
 """
 
 from __future__ import annotations
@@ -86,12 +87,13 @@ def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         own = list(mod.parameters(recurse=False))
         if isinstance(mod, COMPRESSIBLE):
             if isinstance(mod, nn.Conv2d) and (mod.groups != 1 or mod.dilation != (1, 1)):
-                raise DeepcompError(f"layer {name}: grouped or dilated Conv2d is not supported")
+                raise DeepcompError(f"layer {name}: grouped or dilated Conv2d: this pipeline does not "
+                                    "support it (compressor.api.compress does)")
             layers.append((name, mod))
         elif own:
             raise DeepcompError(
                 f"layer {name or '<root>'}: unsupported weight-bearing layer {type(mod).__name__} "
-                "(only Linear and Conv2d can be compressed)"
+                "(this pipeline compresses Linear and Conv2d; compressor.api.compress takes any model)"
             )
     if not layers:
         raise DeepcompError("model has no Linear or Conv2d layer to compress")
@@ -113,8 +115,19 @@ def to_module(cm: CompressedModel, model: nn.Module | None = None, source: str =
     Without ``model`` the architecture string stored in the file must be one
     :func:`build` knows (``lenet300``, ``lenet5``, ``mlp:...``); a custom
     ``nn.Module`` is passed in by the caller, with the same compressible layers
-    in the same order and shapes.
+    in the same order and shapes. A version 2 file (any model) is loaded by
+    name with ``compressor.restore.apply_to``, into ``model`` or, if the file
+    embeds its architecture, into the module rebuilt from it.
     """
+    if cm.version == 2 or not cm.fits_v1():
+        from .program import module_of
+        from .restore import apply_to
+
+        if model is None and cm.program is not None:
+            return module_of(cm, source)
+        if model is None and not (cm.arch in ("lenet300", "lenet5") or cm.arch.startswith("mlp:")):
+            module_of(cm, source)  # raises: names the ways to load it
+        return apply_to(cm, model if model is not None else build(cm.arch), source)
     stored = [rec.shape for rec in cm.layers]
     if model is None:
         want = arch_shapes(cm.arch) if cm.arch in ("lenet300", "lenet5") or cm.arch.startswith("mlp:") else None

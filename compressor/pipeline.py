@@ -1,7 +1,8 @@
 """The Deep Compression pipeline: prune + retrain, k-means + trained quantization, encode.
 
-``compress`` works on any ``nn.Module`` of ``Linear``/``Conv2d`` layers; the
-CLI feeds it the built-in architectures. It returns the container record and
+``compress`` works on any ``nn.Module`` of ``Linear``/``Conv2d`` layers and the
+project's uint8 ``Dataset``; the CLI feeds it the built-in architectures. Any
+other model, a ``DataLoader``, another loss: ``compressor.api``. It returns the container record and
 a report (per-stage error and time, densities, codebooks before/after
 fine-tuning) that the CLI writes beside the ``.dcz`` as ``.meta.json``. The
 report is not needed to decode and is not part of the compressed size.
@@ -45,6 +46,13 @@ def default_widths(layers: list[tuple[str, nn.Module]], given: list[int] | None,
 
 def check_config(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) -> None:
     """Refuse, before any training, settings or layers the ``.dcz`` cannot store (docs/format.md)."""
+    if not isinstance(data, Dataset):
+        raise DeepcompError(f"data: this pipeline takes a compressor.contract.data.Dataset, not a "
+                            f"{type(data).__name__}; for a DataLoader and your own loss use "
+                            "compressor.api.compress(model, loader, loss_fn, density=...)")
+    if data.train.images.dtype != np.uint8:
+        raise DeepcompError(f"data: {data.name} images are {data.train.images.dtype}: this pipeline scales "
+                            "uint8 pixels by 1/255; compressor.api.compress takes inputs as they are")
     layers = compressible_layers(model)
     n = len(layers)
     for what, values, lo, hi in (("bits", cfg.bits, 1, 8),

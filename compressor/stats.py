@@ -47,6 +47,9 @@ def layer_stats(cm: CompressedModel) -> dict:
         "rate_pq": cm.dense_bytes() / pq_total, "rate_pqh": cm.dense_bytes() / size,
         "bytes": size, "dense_bytes": cm.dense_bytes(), "params": cm.params(),
         "header_bytes": cm.header_bytes,
+        "dense_tensors": len(cm.dense),
+        "dense_tensor_bytes": sum(a.nbytes for a in cm.dense.values()),
+        "program_bytes": len(cm.program[1]) if cm.program else 0,
     }
     return {"layers": rows, "total": total}
 
@@ -66,6 +69,9 @@ def format_table(stats: dict) -> str:
     lines.append(
         f"{'total':<10} {t['weights']:>9} {100 * t['density']:>7.2f}% {'':>5} {'':>6} {'':>5} {'':>6} "
         f"{t['rate_pq']:>6.1f}x {t['rate_pqh']:>6.1f}x {t['bytes']:>7}")
+    if t.get("dense_tensors") or t.get("program_bytes"):
+        lines.append(f"stored exactly: {t['dense_tensors']} tensors, {t['dense_tensor_bytes']} bytes; "
+                     f"embedded program: {t['program_bytes']} bytes")
     lines.append(f"file {t['bytes']} bytes vs dense float32 {t['dense_bytes']} bytes "
                  f"({t['params']} params): {t['rate_pqh']:.1f}x")
     return "\n".join(lines)

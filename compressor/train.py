@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .contract.data import Split
+from .contract.errors import DeepcompError
 
 
 def seed_everything(seed: int) -> None:
@@ -26,7 +27,14 @@ def seed_everything(seed: int) -> None:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 pixels -> float model input in [0, 1] (the scale the hardware also uses)."""
+    """uint8 pixels -> float model input in [0, 1] (the scale the hardware also uses).
+
+    Anything but uint8 is refused: float inputs are already scaled, and dividing
+    them by 255 again would train a different model without a word.
+    """
+    if images.dtype != np.uint8:
+        raise DeepcompError(f"images are {images.dtype}, not uint8 pixels (scaled by 1/255 here); "
+                            "compressor.api.compress takes inputs as your loader gives them")
     return torch.from_numpy(images).float().div_(255.0)
 
 

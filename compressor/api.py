@@ -1,0 +1,315 @@
+"""Deep Compression of any PyTorch model inside the user's own training loop.
+
+In the style of ``torch.nn.utils.prune``: a :class:`Compressor` wraps the
+model, hooks the gradients of the weights it compresses and a post-step hook
+into the user's optimizer (:meth:`Compressor.attach`), and the user trains as
+always. ``prune(f)`` raises each layer's magnitude threshold to the fraction
+``f`` of the way to its target density; ``quantize()`` clusters the survivors
+(k-means, index 0 = the zero) and from then on each weight's gradient is the
+sum of its cluster's gradients (the paper's eq. 3), so any element-wise
+optimizer moves a cluster as one centroid; ``finish()`` rounds the model to
+exactly what the ``.dcz`` stores and returns the record. :func:`compress` runs
+that schedule over the user's ``DataLoader``, loss and optional steps. Inputs
+are used as the loader gives them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .contract.container import CompressedModel, best_zbits
+from .contract.container import load as load_dcz
+from .contract.errors import DeepcompError
+from .kmeans import INITS, kmeans_1d
+from .plan import Plan, check_plan, per_target, plan_model
+from .restore import apply_to, dense_arrays, layer_record, round_to_file
+
+DEFAULT_BITS = {"conv": 8, "linear": 5, "embedding": 5, "matrix": 5}
+DEFAULT_ZBITS = {"conv": 5, "linear": 4, "embedding": 4, "matrix": 4}
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+PerLayer = float | int | Mapping[str, float | int] | None
+
+
+class Compressor:
+    """Masks, then tied centroids, on the compressible weights of ``model`` (see module doc).
+
+    ``density``, ``bits`` and ``zbits`` are one value or ``{module or weight name: value}``
+    (``zbits="auto"``: the width that codes each layer smallest); ``keep_dense`` names
+    modules stored exactly instead; ``dense_dtype`` is the storage of every other float
+    tensor and ``bias_dtype`` of Linear/Conv2d biases ("float32" or "float16").
+    Every limit of the file is checked here, before any training.
+    """
+
+    def __init__(self, model: nn.Module, *, density: PerLayer, bits: PerLayer = None,
+                 zbits: PerLayer | str = None, keep_dense: Iterable[str] = (),
+                 dense_dtype: str = "float32", bias_dtype: str = "float16", init: str = "linear",
+                 seed: int = 0) -> None:
+        for what, v in (("dense_dtype", dense_dtype), ("bias_dtype", bias_dtype)):
+            if v not in DTYPES:
+                raise DeepcompError(f"{what}: {v!r} (choose float32 or float16)")
+        if init not in INITS:
+            raise DeepcompError(f"init: {init!r} (choose from {', '.join(INITS)})")
+        if isinstance(keep_dense, str):
+            keep_dense = [keep_dense]
+        self.model = model
+        self.plan: Plan = plan_model(model, keep_dense)
+        self.density = per_target(density, self.plan, "density", None)
+        self.bits = [int(b) for b in per_target(bits, self.plan, "bits", DEFAULT_BITS)]
+        self.auto_zbits = zbits == "auto"
+        z = per_target(None if self.auto_zbits else zbits, self.plan, "zbits", DEFAULT_ZBITS)  # type: ignore[arg-type]
+        self.zbits = [int(v) for v in z]
+        self.dense_dtype, self.bias_dtype = DTYPES[dense_dtype], bias_dtype
+        check_plan(self.plan, self.density, self.bits, self.zbits, self.dense_dtype)
+        self.init, self.seed = init, seed
+        self.masks = {t.key: torch.ones_like(t.weight, dtype=torch.bool) for t in self.plan.targets}
+        self.index: dict[str, torch.Tensor] | None = None
+        self.codebooks: dict[str, torch.Tensor] = {}
+        self._handles = [t.weight.register_hook(self._grad_hook(t.key))
+                         for t in self.plan.targets if t.weight.requires_grad]
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> Compressor:
+        """Re-apply masks / ties after every ``optimizer.step()`` (momentum and decay move weights)."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise DeepcompError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self._handles.append(optimizer.register_step_post_hook(lambda *_: self.enforce()))
+        return self
+
+    def _grad_hook(self, key: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def hook(g: torch.Tensor) -> torch.Tensor:
+            if self.index is None:
+                return g * self.masks[key]
+            idx = self.index[key]
+            sums = torch.zeros(len(self.codebooks[key]), dtype=g.dtype).index_add_(0, idx.flatten(), g.flatten())
+            sums[0] = 0  # the zero entry never moves
+            return sums[idx]
+        return hook
+
+    def prune(self, fraction: float = 1.0) -> dict[str, float]:
+        """Raise each threshold to ``fraction`` of the way (geometrically) to the target density."""
+        if not 0 < fraction <= 1:
+            raise DeepcompError(f"prune: fraction {fraction} is not in (0, 1]")
+        if self.index is not None:
+            raise DeepcompError("prune: the model is already quantized")
+        with torch.no_grad():
+            for t, d in zip(self.plan.targets, self.density, strict=True):
+                w = t.weight.detach().abs().flatten()
+                keep = max(1, int(round(d ** fraction * w.numel())))
+                thr = w.float().kthvalue(w.numel() - keep + 1).values
+                self.masks[t.key] &= t.weight.detach().abs() >= thr
+        self.enforce()
+        return self.densities()
+
+    def densities(self) -> dict[str, float]:
+        return {k: float(m.float().mean()) for k, m in self.masks.items()}
+
+    def quantize(self) -> None:
+        """k-means of each layer's surviving weights into ``2**bits - 1`` centroids; weights tied."""
+        self.index = {}
+        with torch.no_grad():
+            for t, b in zip(self.plan.targets, self.bits, strict=True):
+                w = t.weight.detach().cpu().double().numpy()
+                mask = self.masks[t.key].cpu().numpy()
+                codebook = np.zeros(1 << b)
+                index = np.zeros(w.shape, dtype=np.int64)
+                if mask.any():
+                    c, labels = kmeans_1d(w[mask], (1 << b) - 1, self.init, self.seed)
+                    codebook[1:], index[mask] = c, labels + 1
+                self.codebooks[t.key] = torch.from_numpy(codebook)
+                self.index[t.key] = torch.from_numpy(index).to(t.weight.device)
+        self.enforce()
+
+    def enforce(self) -> None:
+        """Pruned weights to zero; once quantized, each cluster to its mean (its centroid)."""
+        with torch.no_grad():
+            for t in self.plan.targets:
+                w = t.weight
+                if self.index is None:
+                    w.mul_(self.masks[t.key])
+                    continue
+                idx = self.index[t.key].flatten()
+                cb = self.codebooks[t.key]
+                sums = torch.zeros_like(cb).index_add_(0, idx.cpu(), w.detach().flatten().cpu().double())
+                counts = torch.bincount(idx.cpu(), minlength=cb.numel())
+                cb = torch.where(counts > 0, sums / counts.clamp(min=1), cb)
+                cb[0] = 0
+                self.codebooks[t.key] = cb
+                w.copy_(cb.to(w.dtype)[self.index[t.key].cpu()].to(w.device))
+
+    def finish(self, arch: str | None = None, program: tuple[int, bytes] | None = None) -> CompressedModel:
+        """The ``.dcz`` record; the model is rounded to it in place (model == file) and unhooked."""
+        if self.index is None:
+            self.quantize()
+        self.enforce()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        records = []
+        with torch.no_grad():
+            for t, b, z in zip(self.plan.targets, self.bits, self.zbits, strict=True):
+                cb = self.codebooks[t.key].numpy().astype(np.float16).astype(np.float32)
+                index = self.index[t.key].cpu().numpy()
+                t.weight.copy_(torch.from_numpy(cb[index]).to(t.weight.dtype))
+                records.append(layer_record(t, cb, index, b, z, self.bias_dtype))
+            round_to_file(self.plan, self.dense_dtype, self.bias_dtype)
+        for rec in records:
+            if rec.bias is not None:  # what round_to_file left in the model
+                rec.bias = rec.bias.astype(np.float16).astype(np.float32) if self.bias_dtype == "float16" else rec.bias
+            if self.auto_zbits:
+                rec.zbits = best_zbits(rec)
+        name = arch or type(self.model).__name__
+        return CompressedModel(name, records, dense_arrays(self.plan, self.dense_dtype), program)
+
+
+class Loaded:
+    """A ``.dcz`` read from disk, with the torch-side ways back to a model."""
+
+    def __init__(self, cm: CompressedModel, source: str) -> None:
+        self.cm, self.source = cm, source
+
+    def apply_to(self, model: nn.Module) -> nn.Module:
+        """Load every stored tensor into ``model`` by name (see :func:`compressor.restore.apply_to`)."""
+        return apply_to(self.cm, model, self.source)
+
+
+def load(path: str | Path) -> Loaded:
+    return Loaded(load_dcz(path), str(path))
+
+
+# --- the schedule over the user's loaders -----------------------------------------------------
+
+Batch = Any
+Step = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+def _check_loader(loader: Any, what: str) -> None:
+    if loader is None or isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
+        raise DeepcompError(f"{what}: expected an iterable of batches such as a torch DataLoader, "
+                            f"got {type(loader).__name__}")
+
+
+def _default_step(loss_fn: Callable | None) -> Step:
+    if not callable(loss_fn):
+        raise DeepcompError("loss_fn: a callable (outputs, targets) -> loss is needed without a train_step")
+
+    def step(model: nn.Module, batch: Batch) -> torch.Tensor:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise DeepcompError(f"train_loader: a batch is a {type(batch).__name__}, not (inputs, targets); "
+                                "pass train_step=fn(model, batch) -> loss")
+        return loss_fn(model(batch[0]), batch[1])
+    return step
+
+
+def train_epochs(model: nn.Module, loader: Iterable, step: Step, optimizer: torch.optim.Optimizer,
+                 epochs: int) -> float:
+    """Plain loop: ``loss = step(model, batch)``, backward, ``optimizer.step()``; mean loss of the last epoch."""
+    mean = float("nan")
+    for _ in range(epochs):
+        model.train()
+        total, n = 0.0, 0
+        for batch in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = step(model, batch)
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise DeepcompError(f"train_step: must return a scalar loss tensor, got {type(loss).__name__}")
+            loss.backward()
+            optimizer.step()
+            total, n = total + loss.item(), n + 1
+        if n == 0:
+            raise DeepcompError("train_loader: yields no batches")
+        mean = total / n
+    model.eval()
+    return mean
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None,
+             eval_step: Callable[[nn.Module, Batch], float] | None = None) -> dict[str, float]:
+    """Mean of ``eval_step`` over batches, or the mean loss (and top-1 error for class targets)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for batch in loader:
+        if eval_step is not None:
+            got = eval_step(model, batch)
+            vals = dict(got) if isinstance(got, Mapping) else {"metric": float(got)}
+        else:
+            x, y = batch
+            out = model(x)
+            vals = {"loss": float(loss_fn(out, y))} if loss_fn else {}
+            if out.dim() == 2 and y.dim() == 1 and not y.dtype.is_floating_point:
+                vals["error"] = float((out.argmax(1) != y).float().mean())
+        for k, v in vals.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        n += 1
+    if n == 0:
+        raise DeepcompError("eval_loader: yields no batches")
+    return {k: v / n for k, v in sums.items()}
+
+
+def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None = None, *,
+             density: PerLayer, optimizer: torch.optim.Optimizer | Callable | None = None,
+             prune_steps: int = 3, prune_epochs: int = 1, finetune_epochs: int = 1,
+             train_step: Step | None = None, eval_loader: Iterable | None = None,
+             eval_step: Callable | None = None, arch: str | None = None,
+             program: tuple[int, bytes] | None = None, **options: Any) -> tuple[CompressedModel, dict]:
+    """Prune in ``prune_steps`` steps of ``prune_epochs`` each, quantize, fine-tune; the record and a report.
+
+    ``optimizer`` is an optimizer over ``model``'s parameters, a factory ``params -> optimizer``
+    (a fresh one per phase) or None (SGD, lr 0.01, momentum 0.9). ``options`` go to
+    :class:`Compressor` (bits, zbits, keep_dense, dense_dtype, bias_dtype, init, seed).
+    """
+    _check_loader(train_loader, "train_loader")
+    if eval_loader is not None:
+        _check_loader(eval_loader, "eval_loader")
+    step = train_step if train_step is not None else _default_step(loss_fn)
+    if not callable(step):
+        raise DeepcompError(f"train_step: expected a callable (model, batch) -> loss, got {type(step).__name__}")
+    for what, v, lo in (("prune_steps", prune_steps, 1), ("prune_epochs", prune_epochs, 0),
+                        ("finetune_epochs", finetune_epochs, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise DeepcompError(f"{what}: {v!r} is not an integer >= {lo}")
+    comp = Compressor(model, density=density, **options)
+
+    def make_optimizer() -> torch.optim.Optimizer:
+        if isinstance(optimizer, torch.optim.Optimizer):
+            return optimizer
+        if optimizer is None:
+            return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        if not callable(optimizer):
+            raise DeepcompError(f"optimizer: expected an Optimizer or a factory, got {type(optimizer).__name__}")
+        return optimizer(model.parameters())
+
+    report: dict = {"plan": comp.plan.table(), "stages": {}}
+
+    def stage(name: str, t0: float) -> None:
+        got = evaluate(model, eval_loader, loss_fn, eval_step) if eval_loader is not None else {}
+        report["stages"][name] = {**got, "seconds": round(time.time() - t0, 2)}
+
+    t0 = time.time()
+    stage("dense", t0)
+    opt = make_optimizer()
+    hook = opt.register_step_post_hook(lambda *_: comp.enforce())
+    for k in range(1, prune_steps + 1):
+        comp.prune(k / prune_steps)
+        train_epochs(model, train_loader, step, opt, prune_epochs)
+    hook.remove()
+    stage("pruned", t0)
+    report["density"] = comp.densities()
+    t0 = time.time()
+    comp.quantize()
+    stage("quantized", t0)
+    t0 = time.time()
+    opt = make_optimizer()
+    hook = opt.register_step_post_hook(lambda *_: comp.enforce())
+    train_epochs(model, train_loader, step, opt, finetune_epochs)
+    hook.remove()
+    cm = comp.finish(arch, program)
+    stage("finetuned", t0)
+    return cm, report
