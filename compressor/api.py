@@ -27,6 +27,7 @@ from torch import nn
 from .contract.container import CompressedModel, best_zbits
 from .contract.container import load as load_dcz
 from .contract.errors import DeepcompError
+from .fold import fold_batchnorm
 from .kmeans import INITS, kmeans_1d
 from .plan import Plan, check_plan, per_target, plan_model
 from .restore import apply_to, dense_arrays, layer_record, round_to_file
@@ -44,13 +45,14 @@ class Compressor:
     (``zbits="auto"``: the width that codes each layer smallest); ``keep_dense`` names
     modules stored exactly instead; ``dense_dtype`` is the storage of every other float
     tensor and ``bias_dtype`` of Linear/Conv2d biases ("float32" or "float16").
-    Every limit of the file is checked here, before any training.
+    ``fold_bn`` folds each BatchNorm into the conv/linear layer before it first
+    (``compressor.fold``). Every limit of the file is checked here, before any training.
     """
 
     def __init__(self, model: nn.Module, *, density: PerLayer, bits: PerLayer = None,
                  zbits: PerLayer | str = None, keep_dense: Iterable[str] = (),
                  dense_dtype: str = "float32", bias_dtype: str = "float16", init: str = "linear",
-                 seed: int = 0) -> None:
+                 seed: int = 0, fold_bn: bool = False) -> None:
         for what, v in (("dense_dtype", dense_dtype), ("bias_dtype", bias_dtype)):
             if v not in DTYPES:
                 raise DeepcompError(f"{what}: {v!r} (choose float32 or float16)")
@@ -67,12 +69,16 @@ class Compressor:
         self.zbits = [int(v) for v in z]
         self.dense_dtype, self.bias_dtype = DTYPES[dense_dtype], bias_dtype
         check_plan(self.plan, self.density, self.bits, self.zbits, self.dense_dtype)
+        self.folded: list[tuple[str, str]] = []
+        self._handles: list = []
+        if fold_bn:  # only once every check has passed: it changes the model
+            self.folded, self._handles = fold_batchnorm(model)
         self.init, self.seed = init, seed
         self.masks = {t.key: torch.ones_like(t.weight, dtype=torch.bool) for t in self.plan.targets}
         self.index: dict[str, torch.Tensor] | None = None
         self.codebooks: dict[str, torch.Tensor] = {}
-        self._handles = [t.weight.register_hook(self._grad_hook(t.key))
-                         for t in self.plan.targets if t.weight.requires_grad]
+        self._handles += [t.weight.register_hook(self._grad_hook(t.key))
+                          for t in self.plan.targets if t.weight.requires_grad]
 
     def attach(self, optimizer: torch.optim.Optimizer) -> Compressor:
         """Re-apply masks / ties after every ``optimizer.step()`` (momentum and decay move weights)."""
@@ -150,6 +156,10 @@ class Compressor:
         for h in self._handles:
             h.remove()
         self._handles = []
+        for _, bn_name in self.folded:  # a folded BatchNorm trains as an ordinary one again
+            bn = self.model.get_submodule(bn_name)
+            if bn.affine:
+                bn.weight.requires_grad_(True)
         records = []
         with torch.no_grad():
             for t, b, z in zip(self.plan.targets, self.bits, self.zbits, strict=True):
@@ -263,7 +273,7 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
 
     ``optimizer`` is an optimizer over ``model``'s parameters, a factory ``params -> optimizer``
     (a fresh one per phase) or None (SGD, lr 0.01, momentum 0.9). ``options`` go to
-    :class:`Compressor` (bits, zbits, keep_dense, dense_dtype, bias_dtype, init, seed).
+    :class:`Compressor` (bits, zbits, keep_dense, dense_dtype, bias_dtype, init, seed, fold_bn).
     """
     _check_loader(train_loader, "train_loader")
     if eval_loader is not None:
@@ -286,7 +296,7 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
             raise DeepcompError(f"optimizer: expected an Optimizer or a factory, got {type(optimizer).__name__}")
         return optimizer(model.parameters())
 
-    report: dict = {"plan": comp.plan.table(), "stages": {}}
+    report: dict = {"plan": {**comp.plan.table(), "folded": comp.folded}, "stages": {}}
 
     def stage(name: str, t0: float) -> None:
         got = evaluate(model, eval_loader, loss_fn, eval_step) if eval_loader is not None else {}

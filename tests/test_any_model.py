@@ -238,3 +238,35 @@ def test_embedded_program_runs_without_the_class(tmp_path, cli):
     save(bare, tmp_path / "bare.dcz")
     code, out, err = cli("eval", tmp_path / "bare.dcz", "--dataset", "digits")
     assert code == 2 and "embeds no program" in err and len(err.splitlines()) == 1
+
+
+def test_fold_bn_keeps_outputs_and_stays_frozen_while_training(tmp_path):
+    from compressor.fold import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = SmallResNet()
+    loader = image_loader()
+    train_epochs_plain(model, loader)  # BatchNorm statistics that are not the defaults
+    x, _ = images(16, seed=3)
+    with torch.no_grad():
+        before = model.eval()(x)
+    pairs, hooks = fold_batchnorm(model)
+    assert ("stem", "bn") in pairs and ("layer2.short.0", "layer2.short.1") in pairs and len(pairs) == 6
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-5)
+        model.train()(x)  # batch statistics must not undo the fold
+        torch.testing.assert_close(model.eval()(x), before, rtol=1e-4, atol=1e-5)
+    for h in hooks:
+        h.remove()
+    fresh = SmallResNet()
+    cm, report = api.compress(fresh, loader, nn.functional.cross_entropy, density=0.5, prune_steps=1,
+                              fold_bn=True)
+    assert len(report["plan"]["folded"]) == 6 and fresh.bn.weight.requires_grad
+    back = roundtrip(fresh, SmallResNet(), cm, tmp_path / "f.dcz")
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x), back(x))
+
+
+def train_epochs_plain(model: nn.Module, loader: DataLoader) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    api.train_epochs(model, loader, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]), opt, 2)
