@@ -24,10 +24,13 @@ distinct values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 INITS = ("linear", "density", "random")
 
+MOVE_TOL = 1e-8  # Lloyd's tolerance while trying moves; the result is then run to ``tol``
 SPLIT_CANDIDATES = 2048  # cut positions tried when splitting a cluster (evenly spaced in rank)
 
 
@@ -127,7 +130,7 @@ def _best_cuts(data: _Sorted, lo: np.ndarray, hi: np.ndarray, cuts: int) -> tupl
     return cut[rows, where], err[rows, where]
 
 
-def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 256) -> list[np.ndarray]:
+def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 64) -> Iterator[np.ndarray]:
     """Starting centroids for the local moves predicted to lower the error, most promising first.
 
     Lloyd stops at the first local optimum it meets. Two kinds of move get
@@ -145,7 +148,7 @@ def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 256) -> list
     lo, hi = b[:-1], b[1:]
     cnt, s, sse = data.stats(lo, hi)
     if cnt.size < 2:
-        return []
+        return iter(())
     means = s / np.maximum(cnt, 1)
     moves = []  # (predicted change, starting centroids)
 
@@ -171,7 +174,7 @@ def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 256) -> list
                     moves.append((cost[i] - gain[j], [i, i + 1, j], [lo[j], split_cut[j], lo[i]],
                                   [split_cut[j], hi[j], hi[i + 1]]))
     moves.sort(key=lambda m: m[0])
-    return [start(*m[1:]) for m in moves[: 2 * best * best]]
+    return (start(*m[1:]) for m in moves[: 2 * best * best])  # built only when tried
 
 
 def assign(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -248,15 +251,18 @@ def kmeans_1d(
     data = _Sorted(x)
     c = np.sort(init_centroids(data.xs if init != "random" else x, k, init,
                                np.random.default_rng(seed)).astype(np.float64))
-    c, err = _lloyd(data, c, iters, tol)
+    loose = max(tol, MOVE_TOL)
+    c, err = _lloyd(data, c, iters, loose)
     for _ in range(k if moves is None else moves):
         for start in _moves(data, data.cuts(c)):
-            c2, err2 = _lloyd(data, start, iters, tol)
+            c2, err2 = _lloyd(data, start, iters, loose)
             if err2 < err * (1 - 1e-12):
                 c, err = c2, err2
                 break
         else:
             break  # no move lowers the error
+    if tol < loose:
+        c, _ = _lloyd(data, c, iters, tol)  # polish the result (from a better start, never worse)
     del data
     return c, assign(x, c)
 
