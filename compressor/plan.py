@@ -131,6 +131,8 @@ def plan_model(model: nn.Module, keep_dense: Iterable[str] = ()) -> Plan:
             continue
         seen[id(value)] = key
         dense.append(key)
+    if not targets and not dense:
+        raise DeepcompError("model: it has no parameters or buffers, so a .dcz would hold nothing")
     return Plan(targets, dense, state, kept, aliases)
 
 
@@ -185,8 +187,9 @@ def check_plan(plan: Plan, densities: list[float], bits: list[int], zbits: list[
         _check_text(t.param)
         shape = tuple(t.weight.shape)
         if len(shape) not in (2, 4) or any(not 1 <= s <= MAX_DIM for s in shape):
+            where = f"keep_dense=[{t.module_name!r}]" + ("" if t.module_name else ", the root module")
             raise DeepcompError(f"layer {t.key}: weight shape {shape}: each dimension must be 1..{MAX_DIM} "
-                                f"in a .dcz (keep it dense with keep_dense=[{t.module_name!r}])")
+                                f"in a .dcz (keep it dense with {where})")
         if t.kind == "conv":
             m = t.module
             pad = [] if isinstance(m.padding, str) else pair(m.padding)

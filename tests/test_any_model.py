@@ -148,7 +148,7 @@ def test_attach_keeps_masks_and_ties_under_momentum_and_decay():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: nn.Linear(4, 1_100_000), "1..1048576 in a .dcz \\(keep it dense with keep_dense=\\[''\\]\\)"),
+    (lambda: nn.Linear(4, 1_100_000), "1..1048576 in a .dcz \\(keep it dense with keep_dense=\\[''\\], the root module\\)"),
     (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 70_000))), "above 65536"),
 ])
 def test_limits_are_checked_before_training(make, match):
