@@ -22,6 +22,7 @@ from bitarray import bitarray
 from bitarray.util import canonical_decode
 
 MAX_LEN = 15  # nibble-storable; the ROM may choose a tighter bound
+ENCODE_CHUNK = 1 << 20  # symbols packed at a time by CanonicalCode.encode
 
 
 def code_lengths(freqs: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
@@ -46,42 +47,43 @@ def code_lengths(freqs: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
 
 
 def _package_merge(w: np.ndarray, max_len: int) -> np.ndarray:
-    """Package-merge (Larmore & Hirschberg): length of leaf i = times it is chosen."""
+    """Package-merge (Larmore & Hirschberg): length of leaf i = times it is chosen.
+
+    Vectorised over each level (the alphabet has at most a few hundred
+    symbols, but a layer's ``--zbits auto`` builds 16 codes for each of eight
+    widths): a level is the leaves merged stably (leaves first on ties) with
+    the packages of adjacent pairs of the level before; then the first
+    ``2n - 2`` items of the last level are expanded level by level down to
+    the leaves they contain.
+    """
     n = w.size
     order = np.argsort(w, kind="stable")
-    leaves = [(int(w[i]), i) for i in order]  # node ids < n are leaves
-    children: list[tuple[int, int]] = []  # node id n + k -> children of package k
-    level = leaves
+    leaf_w = w[order].astype(np.int64)
+    # an item of a level is a leaf (its position in ``order``) or a package (-1) whose
+    # children are items 2j and 2j + 1 of the level before; per level kept:
+    # (the level before's leaves, this level's first children)
+    levels: list[tuple[np.ndarray, np.ndarray]] = []
+    wts, leaf = leaf_w, np.arange(n)
     for _ in range(max_len - 1):
-        packages = []
-        for k in range(len(level) // 2):
-            (wa, a), (wb, b) = level[2 * k], level[2 * k + 1]
-            children.append((a, b))
-            packages.append((wa + wb, n + len(children) - 1))
-        level = _merge(leaves, packages)
+        m = wts.size // 2
+        merged_w = np.concatenate([leaf_w, wts[0 : 2 * m : 2] + wts[1 : 2 * m : 2]])
+        pick = np.argsort(merged_w, kind="stable")  # a stable merge: leaves (first) win ties
+        levels.append((leaf, np.concatenate([np.full(n, -1), 2 * np.arange(m)])[pick]))
+        wts, leaf = merged_w[pick], np.concatenate([np.arange(n), np.full(m, -1)])[pick]
     depth = np.zeros(n, dtype=np.int64)
-    stack = [node for _, node in level[: 2 * n - 2]]
-    while stack:
-        node = stack.pop()
-        if node < n:
-            depth[node] += 1
-        else:
-            stack.extend(children[node - n])
-    return depth.astype(np.uint8)
-
-
-def _merge(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Stable merge by weight, leaves (``a``) first on ties."""
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        if a[i][0] <= b[j][0]:
-            out.append(a[i])
-            i += 1
-        else:
-            out.append(b[j])
-            j += 1
-    out.extend(a[i:])
-    out.extend(b[j:])
+    chosen = np.zeros(wts.size, dtype=bool)
+    chosen[: 2 * n - 2] = True
+    for prev_leaf, child in reversed(levels):
+        # ``leaf`` and ``child`` describe the items of this level; prev_leaf the level below
+        depth += np.bincount(leaf[chosen & (leaf >= 0)], minlength=n)
+        kids = child[chosen & (child >= 0)]
+        chosen = np.zeros(prev_leaf.size, dtype=bool)
+        chosen[kids] = True
+        chosen[kids + 1] = True
+        leaf = prev_leaf
+    depth += np.bincount(leaf[chosen & (leaf >= 0)], minlength=n)
+    out = np.zeros(n, dtype=np.uint8)
+    out[order] = depth
     return out
 
 
@@ -134,24 +136,37 @@ class CanonicalCode:
         return codes
 
     def encoded_bits(self, symbols: np.ndarray) -> int:
-        return int(self.lengths[np.asarray(symbols, dtype=np.int64)].astype(np.int64).sum())
+        """Length of ``encode(symbols)`` in bits: symbol counts times code lengths."""
+        symbols = np.asarray(symbols).ravel()
+        if symbols.size == 0:
+            return 0
+        counts = np.bincount(symbols)  # one pass, no per-symbol gather
+        if counts.size > self.lengths.size:
+            raise IndexError(f"symbol {counts.size - 1} is outside the alphabet of {self.lengths.size}")
+        return int(counts @ self.lengths[: counts.size].astype(np.int64))
 
     def encode(self, symbols: np.ndarray) -> bitarray:
-        """Concatenate the codes of ``symbols`` MSB-first (vectorised over symbols)."""
-        symbols = np.asarray(symbols, dtype=np.int64)
+        """Concatenate the codes of ``symbols`` MSB-first (vectorised over symbols).
+
+        Codes are packed into 64-bit words: a code lands in the word of its
+        first bit, and the low bits of one that crosses a word boundary in the
+        next word; no two codes share a bit, so a word is the OR of the codes
+        that start in it. Memory is a few words per symbol, in chunks of
+        ``ENCODE_CHUNK`` symbols (not per bit: a layer's stream is tens of
+        millions of bits).
+        """
+        symbols = np.asarray(symbols, dtype=np.int64).ravel()
         out = bitarray(endian="big")
         if symbols.size == 0:
             return out
-        lens = self.lengths[symbols].astype(np.int64)
-        if lens.min() == 0:
-            raise ValueError("symbol without a code")
-        codes = self.codes[symbols].astype(np.int64)
-        # one output bit per code bit: which symbol it belongs to and its offset in that code
-        owner = np.repeat(np.arange(symbols.size), lens)
-        offset = np.arange(owner.size) - np.repeat(np.cumsum(lens) - lens, lens)
-        bits = (codes[owner] >> (lens[owner] - 1 - offset)) & 1
-        out.frombytes(np.packbits(bits.astype(np.uint8)).tobytes())
-        del out[owner.size :]
+        lengths = self.lengths.astype(np.int64)
+        codes = self.codes.astype(np.uint64)
+        for lo in range(0, symbols.size, ENCODE_CHUNK):
+            chunk = symbols[lo : lo + ENCODE_CHUNK]
+            lens = lengths[chunk]
+            if lens.min() == 0:
+                raise ValueError("symbol without a code")
+            out.extend(_pack(codes[chunk], lens))
         return out
 
     def decode(self, bits: bitarray, n: int) -> np.ndarray:
@@ -171,6 +186,25 @@ class CanonicalCode:
         if out.size != n:
             raise ValueError(f"Huffman stream ends after {out.size} of {n} symbols")
         return out
+
+
+def _pack(codes: np.ndarray, lens: np.ndarray) -> bitarray:
+    """The codes (uint64, ``lens`` bits each, all > 0) concatenated MSB-first."""
+    end = np.cumsum(lens)
+    total = int(end[-1])
+    start = end - lens
+    word = start >> 6
+    shift = 64 - (start & 63) - lens  # where the code's last bit lands in its word; < 0: it spills over
+    head = (codes << np.maximum(shift, 0).astype(np.uint64)) >> np.maximum(-shift, 0).astype(np.uint64)
+    words = np.zeros(int(word[-1]) + 2, dtype=np.uint64)
+    first = np.flatnonzero(np.diff(word, prepend=-1))
+    words[word[first]] = np.bitwise_or.reduceat(head, first)
+    spill = np.flatnonzero(shift < 0)  # at most one code crosses each word boundary
+    words[word[spill] + 1] |= codes[spill] << (64 + shift[spill]).astype(np.uint64)
+    out = bitarray(endian="big")
+    out.frombytes(words.astype(">u8").tobytes()[: (total + 7) // 8])
+    del out[total:]
+    return out
 
 
 def decode_tables(code: CanonicalCode, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,26 +25,29 @@ def relative_encode(
     boundaries in the output. Vectorised: no loop over entries.
     """
     positions = np.asarray(positions, dtype=np.int64)
-    windex = np.asarray(windex, dtype=np.int64)
+    windex = np.asarray(windex)
     if positions.size == 0:
         e = np.zeros(0, np.int64)
         return e, e, e
-    if np.any(windex == 0):
+    if not windex.all():
         raise ValueError("weight index 0 is reserved for the zero/filler weight")
     span = 1 << zbits
-    prev = np.empty_like(positions)
-    prev[0] = -1
-    prev[1:] = positions[:-1]
-    prev[np.asarray(group_start, dtype=bool)] = -1
-    gap = positions - prev - 1
-    if np.any(gap < 0):
+    gap = np.empty_like(positions)  # zeros skipped before each entry
+    gap[0] = positions[0]
+    np.subtract(positions[1:], positions[:-1], out=gap[1:])
+    gap[1:] -= 1
+    starts = np.asarray(group_start, dtype=bool)
+    gap[starts] = positions[starts]  # the counter restarts at -1
+    if gap.min() < 0:
         raise ValueError("positions must be strictly increasing within a group")
-    fillers = gap // span
-    per = fillers + 1
-    last = np.cumsum(per) - 1  # index of each real entry in the output
-    z = np.full(int(per.sum()), span - 1, dtype=np.int64)
+    fillers = gap >> zbits  # gap // span
+    if not fillers.any():  # common when zbits was chosen for the layer: no filler at all
+        return gap, windex.astype(np.int64), np.arange(positions.size, dtype=np.int64)
+    last = np.cumsum(fillers)
+    last += np.arange(positions.size)  # index of each real entry in the output
+    z = np.full(int(last[-1]) + 1, span - 1, dtype=np.int64)
     w = np.zeros(z.size, dtype=np.int64)
-    z[last] = gap % span
+    z[last] = gap & (span - 1)
     w[last] = windex
     return z, w, last - fillers
 
