@@ -21,6 +21,9 @@ def float_layers(cm: CompressedModel) -> list[tuple]:
     Convolutions must all come before the fully connected layers: they run on
     the host (docs/arithmetic.md, "Convolutions") and are not part of the ROM.
     """
+    if cm.version == 2 or not cm.fits_v1():  # BatchNorm, groups, ...: the engine would silently drop them
+        raise DeepcompError(f"{cm.arch}: the ROM holds Linear layers (after host convolutions) only; this "
+                            ".dcz stores other layers or tensors (made by compressor.api)")
     kinds = [r.kind for r in cm.layers]
     first_fc = kinds.index("linear") if "linear" in kinds else None
     if first_fc is None or "conv" in kinds[first_fc:]:
@@ -81,6 +84,7 @@ def run_rom(args: argparse.Namespace) -> int:
     from .commands import dataset_for_arch
 
     cm = load(args.model)
+    float_layers(cm)  # a file the ROM cannot hold says so before its arch is looked up
     layers, scale = int_layers_for(cm, args.dataset or dataset_for_arch(cm.arch), args.data_dir,
                                    args.calib_images, args.percentile, str(args.model))
     image = build(layers, args.pes, args.max_code_len, flags=FLAG_SIGNED_INPUT if scale else 0,

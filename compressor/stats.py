@@ -23,7 +23,7 @@ def layer_stats(cm: CompressedModel) -> dict:
         pq_bytes = st.z.size * (rec.wbits + rec.zbits) / 8 + side
         pqh_bytes = part["weights"] + part["index"] + side
         rows.append({
-            "layer": rec.name,
+            "layer": rec.name if rec.param == "weight" else rec.key,  # an LSTM has several
             "weights": n,
             "density": st.nonzeros / n,
             "nonzeros": st.nonzeros,

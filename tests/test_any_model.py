@@ -270,3 +270,10 @@ def test_fold_bn_keeps_outputs_and_stays_frozen_while_training(tmp_path):
 def train_epochs_plain(model: nn.Module, loader: DataLoader) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     api.train_epochs(model, loader, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]), opt, 2)
+
+
+def test_rom_refuses_a_file_with_tensors_the_engine_would_drop(tmp_path, cli):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+    save(api.Compressor(model, density=0.5).finish(arch="mlp:64-16-10"), tmp_path / "bn.dcz")
+    code, _, err = cli("rom", tmp_path / "bn.dcz", "--pes", "2", "-o", tmp_path / "x.rom", "--dataset", "digits")
+    assert code == 2 and "the ROM holds Linear layers" in err and not (tmp_path / "x.rom").exists()

@@ -153,3 +153,26 @@ def test_compressor_refuses_at_start_or_round_trips_exactly(tmp_path, layer_spec
     assert list(mine) == list(theirs)
     for key in mine:
         assert torch.equal(mine[key], theirs[key]), key
+
+
+@settings(max_examples=300, deadline=None)
+@given(cm=models(), edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+                                   min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_damaged_files_are_read_or_refused_in_one_line(cm, edits, cut):
+    """Any byte edit or truncation, re-sealed with a valid CRC: decoded, or one FormatError line."""
+    import struct
+    import zlib
+
+    body = bytearray(encode(cm)[:-4])
+    for where, value in edits:
+        body[5 + int(where * (len(body) - 5))] = value  # past magic and version: both readers' fields
+    if cut is not None:
+        body = body[: 5 + int(cut * (len(body) - 5))]
+    data = bytes(body) + struct.pack("<I", zlib.crc32(body))
+    try:
+        decode(data, "x.dcz")
+        event("read")
+    except DeepcompError as e:
+        event("refused")
+        assert str(e).startswith("x.dcz: ") and len(str(e).splitlines()) == 1
