@@ -92,7 +92,8 @@ class Compressor:
             if self.index is None:
                 return g * self.masks[key]
             idx = self.index[key]
-            sums = torch.zeros(len(self.codebooks[key]), dtype=g.dtype).index_add_(0, idx.flatten(), g.flatten())
+            sums = torch.zeros(len(self.codebooks[key]), dtype=g.dtype, device=g.device)
+            sums.index_add_(0, idx.flatten(), g.flatten())
             sums[0] = 0  # the zero entry never moves
             return sums[idx]
         return hook

@@ -79,12 +79,14 @@ def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The ``Linear``/``Conv2d`` layers, in definition order.
 
     Parameter-free layers (ReLU, pooling, flatten, dropout) pass through;
-    any other module that owns parameters is rejected, because the container
-    could not store it and the result would silently lose weights.
+    any other module that owns parameters or persistent buffers (a
+    ``BatchNorm2d(affine=False)``'s running statistics) is rejected, because
+    a version 1 file could not store them and would silently lose them.
     """
     layers = []
     for name, mod in model.named_modules():
-        own = list(mod.parameters(recurse=False))
+        own = list(mod.parameters(recurse=False)) + [
+            b for n, b in mod.named_buffers(recurse=False) if n not in mod._non_persistent_buffers_set]
         if isinstance(mod, COMPRESSIBLE):
             if isinstance(mod, nn.Conv2d) and (mod.groups != 1 or mod.dilation != (1, 1)):
                 raise DeepcompError(f"layer {name}: grouped or dilated Conv2d: this pipeline does not "

@@ -18,10 +18,18 @@ import torch
 from torch import nn
 
 from .contract.binfmt import MAX_TEXT
-from .contract.container import MAX_DIM, MAX_STRIDE, CompressedModel, LayerRecord, best_zbits
+from .contract.container import (
+    MAX_DIM,
+    MAX_LAYERS,
+    MAX_STRIDE,
+    CompressedModel,
+    LayerRecord,
+    best_zbits,
+)
 from .contract.data import Dataset
 from .contract.errors import DeepcompError
 from .models import compressible_layers
+from .plan import budget_problem
 from .prune import PruneConfig, iterative_prune, per_layer
 from .quantize import finetune, quantize_model, round_to_storage
 from .train import FitConfig, error_rate, seed_everything, to_tensor
@@ -55,6 +63,8 @@ def check_config(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig
                             "uint8 pixels by 1/255; compressor.api.compress takes inputs as they are")
     layers = compressible_layers(model)
     n = len(layers)
+    if n > MAX_LAYERS:
+        raise DeepcompError(f"model: {n} layers to compress, a .dcz holds at most {MAX_LAYERS}")
     for what, values, lo, hi in (("bits", cfg.bits, 1, 8),
                                  ("zbits", None if cfg.zbits == "auto" else cfg.zbits, 1, 8)):
         if values is not None:
@@ -65,6 +75,8 @@ def check_config(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig
     dens = cfg.prune.density
     if dens is not None and (len(dens) > n or any(not (0 < d <= 1) for d in dens)):
         raise DeepcompError(f"--density: need at most {n} values in (0, 1], got {dens}")
+    if dens is not None:  # with --quality the density is known after pruning: checked there
+        _check_budget(layers, per_layer(dens, n))
     if len(arch.encode()) > MAX_TEXT:
         raise DeepcompError(f"architecture name of {len(arch.encode())} bytes (at most {MAX_TEXT})")
     for name, m in layers:
@@ -82,6 +94,12 @@ def check_config(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig
         except RuntimeError as e:
             raise DeepcompError(f"{arch}: does not take {data.name} images of shape "
                                 f"{tuple(data.train.images.shape[1:])} ({str(e).splitlines()[0][:120]})") from None
+
+
+def _check_budget(layers: list[tuple[str, nn.Module]], densities: list[float]) -> None:
+    why = budget_problem([m.weight.numel() for _, m in layers], densities)
+    if why:
+        raise DeepcompError(f"model: {why}; raise --density")
 
 
 def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) -> tuple[CompressedModel, dict]:
@@ -102,6 +120,7 @@ def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) ->
     masks = iterative_prune(model, data.train, cfg.prune, cfg.retrain, cfg.seed)
     stage("pruned", t0)
     report["density"] = masks.density()
+    _check_budget(layers, list(report["density"].values()))  # before quantizing, when --quality is used
     pruned = {n: m.weight.detach().numpy().copy() for n, m in layers}
     t0 = time.time()
     quants = quantize_model(model, bits, cfg.init, cfg.seed)

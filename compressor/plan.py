@@ -97,6 +97,7 @@ def plan_model(model: nn.Module, keep_dense: Iterable[str] = ()) -> Plan:
                                 f"(modules: {', '.join(n for n in names if n)[:200]})")
     targets: list[Target] = []
     kept: list[str] = []
+    tied: set[int] = set()
     for name, mod in names.items():
         kind = kind_of(mod)
         if kind is None:
@@ -106,7 +107,11 @@ def plan_model(model: nn.Module, keep_dense: Iterable[str] = ()) -> Plan:
             continue
         params = ["weight"] if kind != "matrix" else [
             p for p, _ in mod.named_parameters(recurse=False) if p.startswith(RECURRENT_WEIGHTS)]
-        targets.extend(Target(name, p, kind, mod) for p in params)
+        for p in params:
+            t = Target(name, p, kind, mod)
+            if id(t.weight) not in tied:  # a tied weight (embedding = output layer) is stored once
+                tied.add(id(t.weight))
+                targets.append(t)
     _refuse_uninitialised(model)
     state = model.state_dict(keep_vars=True)
     covered = {t.key: t.weight for t in targets}
@@ -215,31 +220,40 @@ def storage_dtype(dtype: torch.dtype, dense_dtype: torch.dtype) -> np.dtype:
     return np.dtype(str(dtype).removeprefix("torch."))
 
 
-def _check_budget(plan: Plan, densities: list[float], dense_dtype: torch.dtype) -> None:
-    """The reader's weight budget (64 per file byte + 2^20) against the smallest file this can be.
+def smallest_file(sizes: list[int], densities: list[float], fixed_bytes: int = 0) -> int:
+    """A lower bound on the bytes of a file with these layers at these densities.
 
-    Each kept weight costs at least one bit in each of its two streams, and the
-    dense tensors are stored as they are, so the file is at least that big.
+    Each kept weight costs at least one bit in each of its two streams, and
+    ``fixed_bytes`` (the dense tensors) are stored as they are.
     """
-    low = 0
+    return fixed_bytes + sum(-(-max(1, round(d * n)) // 4) for n, d in zip(sizes, densities, strict=True))
+
+
+def budget_problem(sizes: list[int], densities: list[float], fixed_bytes: int = 0) -> str | None:
+    """Why the reader's weight budget (64 per file byte + 2^20) would refuse such a file, or None."""
+    low = smallest_file(sizes, densities, fixed_bytes)
+    allowed = WEIGHTS_FLOOR + WEIGHTS_PER_BYTE * low
+    if sum(sizes) <= allowed:
+        return None
+    return (f"{sum(sizes)} compressed weights at these densities would make a file of at least {low} bytes, "
+            f"which may declare at most {allowed} weights ({WEIGHTS_PER_BYTE} per byte + {WEIGHTS_FLOOR})")
+
+
+def _check_budget(plan: Plan, densities: list[float], dense_dtype: torch.dtype) -> None:
+    fixed = 0
     for key in plan.dense:
         value = plan.state[key]
         if value.dim() > 8:
             raise DeepcompError(f"tensor {key}: {value.dim()} dimensions (a .dcz stores at most 8)")
         try:
-            low += value.numel() * storage_dtype(value.dtype, dense_dtype).itemsize
+            fixed += value.numel() * storage_dtype(value.dtype, dense_dtype).itemsize
         except DeepcompError as e:
             raise DeepcompError(f"tensor {key}: {e}") from None
-    low += sum(int(np.ceil(max(1, round(d * t.weight.numel())) / 4))
-               for t, d in zip(plan.targets, densities, strict=True))
-    total = sum(t.weight.numel() for t in plan.targets)
-    allowed = WEIGHTS_FLOOR + WEIGHTS_PER_BYTE * low
-    if total > allowed:
+    why = budget_problem([t.weight.numel() for t in plan.targets], densities, fixed)
+    if why:
         big = max(plan.targets, key=lambda t: t.weight.numel())
-        raise DeepcompError(f"model: {total} compressed weights at these densities would make a file of at "
-                            f"least {low} bytes, which may declare at most {allowed} weights "
-                            f"({WEIGHTS_PER_BYTE} per byte + {WEIGHTS_FLOOR}); raise the density or keep "
-                            f"the largest layer dense (keep_dense=[{big.module_name!r}])")
+        raise DeepcompError(f"model: {why}; raise the density or keep the largest layer dense "
+                            f"(keep_dense=[{big.module_name!r}])")
 
 
 def _check_text(s: str) -> None:

@@ -277,3 +277,44 @@ def test_rom_refuses_a_file_with_tensors_the_engine_would_drop(tmp_path, cli):
     save(api.Compressor(model, density=0.5).finish(arch="mlp:64-16-10"), tmp_path / "bn.dcz")
     code, _, err = cli("rom", tmp_path / "bn.dcz", "--pes", "2", "-o", tmp_path / "x.rom", "--dataset", "digits")
     assert code == 2 and "the ROM holds Linear layers" in err and not (tmp_path / "x.rom").exists()
+
+
+class TiedLM(nn.Module):
+    """Output layer sharing the embedding's weight, as language models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(30, 8)
+        self.out = nn.Linear(8, 30, bias=False)
+        self.out.weight = self.emb.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.emb(tokens).mean(1))
+
+
+def test_tied_weights_are_stored_once_and_a_root_layer_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = TiedLM()
+    cm = api.Compressor(model, density=0.5).finish()
+    assert [r.key for r in cm.layers] == ["emb.weight"] and not cm.dense
+    back = roundtrip(model, TiedLM(), cm, tmp_path / "t.dcz")
+    assert back.out.weight is back.emb.weight and torch.equal(back.emb.weight, model.emb.weight)
+    root = nn.Linear(5, 3)
+    cm = api.Compressor(root, density=0.5, bias_dtype="float32").finish()
+    assert [r.key for r in cm.layers] == ["weight"]
+    back = roundtrip(root, nn.Linear(5, 3), cm, tmp_path / "root.dcz")
+    assert torch.equal(back.weight, root.weight) and torch.equal(back.bias, root.bias)
+
+
+def test_legacy_pipeline_refuses_lost_buffers_and_the_weight_budget_at_start():
+    from compressor.contract.data import load_dataset
+    from compressor.models import compressible_layers
+    from compressor.pipeline import CompressConfig, compress
+    from compressor.prune import PruneConfig
+
+    with pytest.raises(DeepcompError, match="layer 1: unsupported weight-bearing layer BatchNorm2d"):
+        compressible_layers(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, affine=False)))
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16400, 16384))
+    with pytest.raises(DeepcompError, match="would make a file of at least .* raise --density"):
+        compress(model, "custom", load_dataset("digits"), CompressConfig(prune=PruneConfig(density=[0.01])))
