@@ -24,6 +24,7 @@ from torch import nn
 
 from .contract.container import CompressedModel
 from .contract.errors import DeepcompError
+from .restore import stored_tensors
 
 EXPORT_XZ = 1  # program kind in the file (compressor/contract/tensors.py: PROGRAM_KINDS)
 MAX_ARCHIVE = 1 << 28  # bytes a decompressed program may take
@@ -84,11 +85,7 @@ def module_of(cm: CompressedModel, source: str = "<model>") -> nn.Module:
 
 def _fill(prog: nn.Module, cm: CompressedModel, source: str) -> nn.Module:
     """Give the hollow program the file's tensors, by state-dict name."""
-    values = dict(cm.dense)
-    for rec in cm.layers:
-        values[rec.key] = rec.weight()
-        if rec.bias is not None:
-            values[f"{rec.name}.bias" if rec.name else "bias"] = rec.bias
+    values = stored_tensors(cm)
     slots = _slots(prog)
     names = {key for *_, key, _ in slots}
     extra = sorted(set(values) - names)

@@ -78,17 +78,24 @@ def _check_geometry(rec: LayerRecord, m: nn.Module, source: str) -> None:
                                 f"padding_mode) {here} differ from the file's {there}")
 
 
+def stored_tensors(cm: CompressedModel) -> dict[str, np.ndarray]:
+    """Every tensor a file holds, by state-dict name: decoded weights, biases, dense tensors."""
+    values: dict[str, np.ndarray] = dict(cm.dense)
+    for rec in cm.layers:
+        values[rec.key] = rec.weight()
+        if rec.bias is not None:
+            values[f"{rec.name}.bias" if rec.name else "bias"] = rec.bias
+    return values
+
+
 def apply_to(cm: CompressedModel, model: nn.Module, source: str = "<model>") -> nn.Module:
     """Load every tensor of ``cm`` into ``model`` by name; returns ``model`` in eval mode."""
     if not isinstance(model, nn.Module):
         raise DeepcompError(f"{source}: apply_to needs a torch.nn.Module, got {type(model).__name__}")
     state = model.state_dict(keep_vars=True)
-    values: dict[str, np.ndarray] = dict(cm.dense)
     for rec in cm.layers:
         _check_geometry(rec, _module(model, rec.name, source), source)
-        values[rec.key] = rec.weight()
-        if rec.bias is not None:
-            values[f"{rec.name}.bias" if rec.name else "bias"] = rec.bias
+    values = stored_tensors(cm)
     loaded: dict[int, str] = {}
     with torch.no_grad():
         for key, array in values.items():
