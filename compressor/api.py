@@ -163,17 +163,14 @@ class Compressor:
                 bn.weight.requires_grad_(True)
         records = []
         with torch.no_grad():
+            round_to_file(self.plan, self.dense_dtype, self.bias_dtype)  # biases and dense floats
             for t, b, z in zip(self.plan.targets, self.bits, self.zbits, strict=True):
                 cb = self.codebooks[t.key].numpy().astype(np.float16).astype(np.float32)
                 index = self.index[t.key].cpu().numpy()
                 t.weight.copy_(torch.from_numpy(cb[index]).to(t.weight.dtype))
-                records.append(layer_record(t, cb, index, b, z, self.bias_dtype))
-            round_to_file(self.plan, self.dense_dtype, self.bias_dtype)
-        for rec in records:
-            if rec.bias is not None:  # what round_to_file left in the model
-                rec.bias = rec.bias.astype(np.float16).astype(np.float32) if self.bias_dtype == "float16" else rec.bias
-            if self.auto_zbits:
-                rec.zbits = best_zbits(rec)
+                rec = layer_record(t, cb, index, b, z, self.bias_dtype)
+                rec.zbits = best_zbits(rec) if self.auto_zbits else rec.zbits
+                records.append(rec)
         name = arch or type(self.model).__name__
         return CompressedModel(name, records, dense_arrays(self.plan, self.dense_dtype), program)
 
