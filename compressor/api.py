@@ -200,6 +200,9 @@ def _check_loader(loader: Any, what: str) -> None:
     if loader is None or isinstance(loader, (str, bytes)) or not hasattr(loader, "__iter__"):
         raise DeepcompError(f"{what}: expected an iterable of batches such as a torch DataLoader, "
                             f"got {type(loader).__name__}")
+    if iter(loader) is loader:  # a generator: used up after the first epoch (or the first check)
+        raise DeepcompError(f"{what}: a {type(loader).__name__} can be iterated only once; pass something "
+                            "that iterates again each epoch (a DataLoader, a list)")
 
 
 def _default_step(loss_fn: Callable | None) -> Step:
@@ -207,11 +210,34 @@ def _default_step(loss_fn: Callable | None) -> Step:
         raise DeepcompError("loss_fn: a callable (outputs, targets) -> loss is needed without a train_step")
 
     def step(model: nn.Module, batch: Batch) -> torch.Tensor:
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise DeepcompError(f"train_loader: a batch is a {type(batch).__name__}, not (inputs, targets); "
-                                "pass train_step=fn(model, batch) -> loss")
-        return loss_fn(model(batch[0]), batch[1])
+        x, y = _pair_batch(batch, "train_loader", "train_step")
+        return loss_fn(model(x), y)
     return step
+
+
+def _pair_batch(batch: Batch, loader: str, step: str) -> tuple[Any, Any]:
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise DeepcompError(f"{loader}: a batch is a {type(batch).__name__}, not (inputs, targets); "
+                            f"pass {step}=fn(model, batch)")
+    return batch[0], batch[1]
+
+
+@torch.no_grad()
+def _first_batch_runs(model: nn.Module, loader: Iterable, step: Step) -> None:
+    """One step on the first batch, without gradients, in eval mode: a model that does not take
+    the loader's batches, or a loss that does not take its outputs, is one line before training."""
+    batch = next(iter(loader), None)
+    if batch is None:
+        raise DeepcompError("train_loader: yields no batches")
+    was = model.training
+    try:
+        step(model.eval(), batch)
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise DeepcompError(f"train_loader: the first batch does not run through the model and loss "
+                            f"({type(e).__name__}: {first})") from None
+    finally:
+        model.train(was)
 
 
 def train_epochs(model: nn.Module, loader: Iterable, step: Step, optimizer: torch.optim.Optimizer,
@@ -248,7 +274,7 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None,
             got = eval_step(model, batch)
             vals = dict(got) if isinstance(got, Mapping) else {"metric": float(got)}
         else:
-            x, y = batch
+            x, y = _pair_batch(batch, "eval_loader", "eval_step")
             out = model(x)
             vals = {"loss": float(loss_fn(out, y))} if loss_fn else {}
             if out.dim() == 2 and y.dim() == 1 and not y.dtype.is_floating_point:
@@ -269,6 +295,9 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
              program: tuple[int, bytes] | None = None, **options: Any) -> tuple[CompressedModel, dict]:
     """Prune in ``prune_steps`` steps of ``prune_epochs`` each, quantize, fine-tune; the record and a report.
 
+    The first batch is run once, without gradients, before anything else: a
+    model, batch or loss that do not fit together are one line, not a traceback.
+
     ``optimizer`` is an optimizer over ``model``'s parameters, a factory ``params -> optimizer``
     (a fresh one per phase) or None (SGD, lr 0.01, momentum 0.9). ``options`` go to
     :class:`Compressor` (bits, zbits, keep_dense, dense_dtype, bias_dtype, init, seed, fold_bn).
@@ -284,6 +313,7 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise DeepcompError(f"{what}: {v!r} is not an integer >= {lo}")
     comp = Compressor(model, density=density, **options)
+    _first_batch_runs(model, train_loader, step)
 
     def make_optimizer() -> torch.optim.Optimizer:
         if isinstance(optimizer, torch.optim.Optimizer):

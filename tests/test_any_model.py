@@ -174,6 +174,7 @@ def test_a_layer_too_wide_for_a_record_is_kept_dense(tmp_path):
 @pytest.mark.parametrize("call, match", [
     (lambda m, dl: api.compress(m, None, nn.functional.cross_entropy, density=0.5), "train_loader: expected"),
     (lambda m, dl: api.compress(m, dl, None, density=0.5), "loss_fn: a callable"),
+    (lambda m, dl: api.compress(m, iter(dl), nn.functional.cross_entropy, density=0.5), "iterated only once"),
     (lambda m, dl: api.compress(m, [{"x": 1}], nn.functional.cross_entropy, density=0.5), "pass train_step"),
     (lambda m, dl: api.compress(m, [], nn.functional.cross_entropy, density=0.5), "yields no batches"),
     (lambda m, dl: api.Compressor(m, density=1.5), "density: 1.5 for layer stem.weight is not in"),
@@ -183,6 +184,10 @@ def test_a_layer_too_wide_for_a_record_is_kept_dense(tmp_path):
     (lambda m, dl: api.Compressor(m, density=0.5, dense_dtype="bfloat16"), "dense_dtype"),
     (lambda m, dl: api.Compressor("model", density=0.5), "expected a torch.nn.Module"),
     (lambda m, dl: api.compress(m, dl, nn.functional.cross_entropy, density=0.5, optimizer=3), "optimizer"),
+    (lambda m, dl: api.compress(m, [(torch.zeros(2, 3), torch.zeros(2))], nn.functional.cross_entropy,
+                                density=0.5), "the first batch does not run through the model and loss"),
+    (lambda m, dl: api.compress(m, dl, nn.functional.cross_entropy, density=0.5,
+                                eval_loader=[{"x": 1}]), "eval_loader: a batch is a dict"),
 ])
 def test_wrong_arguments_are_one_clear_line(call, match):
     model = SmallResNet()
