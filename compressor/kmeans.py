@@ -31,6 +31,7 @@ import numpy as np
 INITS = ("linear", "density", "random")
 
 MOVE_TOL = 1e-8  # Lloyd's tolerance while trying moves; the result is then run to ``tol``
+MOVE_CUTS = 64  # cuts per run tried when predicting a move's gain
 SPLIT_CANDIDATES = 2048  # cut positions tried when splitting a cluster (evenly spaced in rank)
 
 
@@ -83,9 +84,10 @@ class _Sorted:
         start of its run of equal values: a cut never separates equal values,
         which would leave two centroids sharing a value.
         """
-        cand = np.unique(np.linspace(lo + 1, hi - 1, min(hi - lo - 1, SPLIT_CANDIDATES)).astype(np.int64))
-        cand = np.searchsorted(self.xs, self.xs[cand], side="left")
-        cand = np.unique(cand[(cand > lo) & (cand < hi)])
+        cand = np.linspace(lo + 1, hi - 1, min(hi - lo - 1, SPLIT_CANDIDATES)).astype(np.int64)
+        cand = np.searchsorted(self.xs, self.xs[cand], side="left")  # ascending, with repeats
+        cand = cand[(cand > lo) & (cand < hi)]
+        cand = cand[np.diff(cand, prepend=-1) > 0]
         if cand.size == 0:
             return 0
         lo_a, hi_a = np.full(cand.size, lo), np.full(cand.size, hi)
@@ -120,22 +122,52 @@ def _reseed(data: _Sorted, c: np.ndarray, b: np.ndarray) -> np.ndarray | None:
 
 
 def _best_cuts(data: _Sorted, lo: np.ndarray, hi: np.ndarray, cuts: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each run ``[lo, hi)``: the best of ``cuts - 1`` evenly spaced cuts and the error after it."""
+    """For each run ``[lo, hi)``: the best of ``cuts - 1`` evenly spaced cuts and the error after it.
+
+    The two parts' sums of squares add up to the run's, so a cut's error is
+    that minus the parts' ``sum**2 / count``: one prefix-sum gather per cut.
+    """
     cut = lo[:, None] + ((hi - lo)[:, None] * (np.arange(1, cuts) / cuts)).astype(np.int64)
-    _, _, left = data.stats(np.broadcast_to(lo[:, None], cut.shape), cut)
-    _, _, right = data.stats(cut, np.broadcast_to(hi[:, None], cut.shape))
-    err = left + right
-    where = np.argmin(err, axis=1)
+    at = data.cs[cut]
+    left = at - data.cs[lo][:, None]
+    right = data.cs[hi][:, None] - at
+    gain = left * left / np.maximum(cut - lo[:, None], 1) + right * right / np.maximum(hi[:, None] - cut, 1)
+    where = np.argmax(gain, axis=1)
     rows = np.arange(lo.size)
-    return cut[rows, where], err[rows, where]
+    err = (data.cs2[hi] - data.cs2[lo]) - gain[rows, where]
+    return cut[rows, where], np.maximum(err, 0.0)
 
 
-def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 64) -> Iterator[np.ndarray]:
+class _CutMemo:
+    """:func:`_best_cuts` of runs, remembered between moves.
+
+    A move and the Lloyd run after it change only some runs; the others'
+    best cuts are the same, so only changed runs are evaluated again.
+    """
+
+    def __init__(self, data: _Sorted, cuts: int) -> None:
+        self.data, self.cuts = data, cuts
+        self.lo = self.hi = self.cut = self.err = np.zeros(0, dtype=np.int64)
+
+    def __call__(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.lo.size != lo.size:
+            self.lo, self.hi = lo.copy(), hi.copy()
+            self.cut, self.err = _best_cuts(self.data, lo, hi, self.cuts)
+        else:
+            stale = np.flatnonzero((lo != self.lo) | (hi != self.hi))
+            if stale.size:
+                self.cut[stale], self.err[stale] = _best_cuts(self.data, lo[stale], hi[stale], self.cuts)
+                self.lo[stale], self.hi[stale] = lo[stale], hi[stale]
+        return self.cut, self.err
+
+
+def _moves(data: _Sorted, b: np.ndarray, pairs: _CutMemo, splits: _CutMemo, best: int = 4) -> Iterator[np.ndarray]:
     """Starting centroids for the local moves predicted to lower the error, most promising first.
 
     Lloyd stops at the first local optimum it meets. Two kinds of move get
     out of many of them, and prefix sums predict each one's gain in O(1) per
-    cut tried (``cuts`` evenly spaced cuts per run, all runs at once):
+    cut tried (``MOVE_CUTS`` evenly spaced cuts per run, all runs at once,
+    remembered in ``pairs`` and ``splits`` for the runs that did not change):
 
     - *split-merge*: one cluster gains more from being cut in two than a pair
       of neighbours loses by being merged, so move a centroid from the pair
@@ -158,7 +190,7 @@ def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 64) -> Itera
         keep[drop] = False
         return np.sort(np.concatenate([means[keep], psum / np.maximum(pcnt, 1)]))
 
-    pair_cut, pair_err = _best_cuts(data, lo[:-1], hi[1:], cuts)
+    pair_cut, pair_err = pairs(lo[:-1], hi[1:])
     recut = pair_err - sse[:-1] - sse[1:]
     for i in np.argsort(recut, kind="stable")[:best]:
         if recut[i] < 0:
@@ -166,7 +198,7 @@ def _moves(data: _Sorted, b: np.ndarray, best: int = 4, cuts: int = 64) -> Itera
     if cnt.size >= 3:
         merged = data.stats(lo[:-1], hi[1:])[2]
         cost = merged - sse[:-1] - sse[1:]  # of merging clusters i and i + 1
-        split_cut, split_err = _best_cuts(data, lo, hi, cuts)
+        split_cut, split_err = splits(lo, hi)
         gain = sse - split_err
         for j in np.argsort(-gain, kind="stable")[:best]:
             for i in np.argsort(cost, kind="stable")[: best + 2]:
@@ -253,8 +285,9 @@ def kmeans_1d(
                                np.random.default_rng(seed)).astype(np.float64))
     loose = max(tol, MOVE_TOL)
     c, err = _lloyd(data, c, iters, loose)
+    pairs, splits = _CutMemo(data, MOVE_CUTS), _CutMemo(data, MOVE_CUTS)
     for _ in range(k if moves is None else moves):
-        for start in _moves(data, data.cuts(c)):
+        for start in _moves(data, data.cuts(c), pairs, splits):
             c2, err2 = _lloyd(data, start, iters, loose)
             if err2 < err * (1 - 1e-12):
                 c, err = c2, err2

@@ -41,3 +41,20 @@ def test_roundtrip_property(positions, zbits):
     p, i = relative_decode(z, ww)
     np.testing.assert_array_equal(p, pos)
     np.testing.assert_array_equal(i, w)
+
+
+def test_relative_histograms_are_the_streams_symbol_counts():
+    from compressor.contract.sparse import relative_histograms
+
+    rng = np.random.default_rng(3)
+    for density in (0.9, 0.2, 0.01):
+        flat = np.where(rng.random(20_000) < density, rng.integers(1, 32, 20_000), 0)
+        pos = np.flatnonzero(flat)
+        first = rng.random(pos.size) < 0.01
+        first[:1] = True
+        pos_local = pos - np.maximum.accumulate(np.where(first, pos, 0))  # restart per group
+        hist = relative_histograms(pos_local, flat[pos], first, range(1, 9), 5)
+        for zbits, (zf, wf) in hist.items():
+            z, w, _ = relative_encode(pos_local, flat[pos], first, zbits)
+            np.testing.assert_array_equal(zf, np.bincount(z, minlength=1 << zbits))
+            np.testing.assert_array_equal(wf, np.bincount(w, minlength=32))

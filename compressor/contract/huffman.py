@@ -177,6 +177,10 @@ class CanonicalCode:
             raise ValueError("invalid code lengths (Kraft sum exceeds 1)")
         counts = [int(c) for c in self.counts]
         symbols = [int(s) for s in self.order]
+        try:  # the fast path: fromiter with a count stops after n symbols, no islice in between
+            return np.fromiter(canonical_decode(bits, counts, symbols), dtype=np.int64, count=n)
+        except ValueError:
+            pass  # short or invalid: decode again below, to say which
         try:
             out = np.fromiter(
                 itertools.islice(canonical_decode(bits, counts, symbols), n), dtype=np.int64

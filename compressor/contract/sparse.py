@@ -32,14 +32,7 @@ def relative_encode(
     if not windex.all():
         raise ValueError("weight index 0 is reserved for the zero/filler weight")
     span = 1 << zbits
-    gap = np.empty_like(positions)  # zeros skipped before each entry
-    gap[0] = positions[0]
-    np.subtract(positions[1:], positions[:-1], out=gap[1:])
-    gap[1:] -= 1
-    starts = np.asarray(group_start, dtype=bool)
-    gap[starts] = positions[starts]  # the counter restarts at -1
-    if gap.min() < 0:
-        raise ValueError("positions must be strictly increasing within a group")
+    gap = _gaps(positions, group_start)
     fillers = gap >> zbits  # gap // span
     if not fillers.any():  # common when zbits was chosen for the layer: no filler at all
         return gap, windex.astype(np.int64), np.arange(positions.size, dtype=np.int64)
@@ -50,6 +43,49 @@ def relative_encode(
     z[last] = gap & (span - 1)
     w[last] = windex
     return z, w, last - fillers
+
+
+def _gaps(positions: np.ndarray, group_start: np.ndarray) -> np.ndarray:
+    """Zeros skipped before each entry (the position counter restarts at -1 at a group start)."""
+    gap = np.empty_like(positions)
+    gap[0] = positions[0]
+    np.subtract(positions[1:], positions[:-1], out=gap[1:])
+    gap[1:] -= 1
+    starts = np.flatnonzero(group_start)
+    gap[starts] = positions[starts]
+    if gap.min() < 0:
+        raise ValueError("positions must be strictly increasing within a group")
+    return gap
+
+
+def relative_histograms(
+    positions: np.ndarray, windex: np.ndarray, group_start: np.ndarray, widths: range, wbits: int
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """For each ``zbits`` in ``widths``: the symbol counts of :func:`relative_encode`'s ``z`` and ``w``.
+
+    ``np.bincount(z, minlength=2**zbits)`` and ``np.bincount(w, minlength=2**wbits)``
+    exactly, without building the streams: a gap ``g`` contributes one ``z``
+    symbol ``g mod 2**zbits`` and ``g >> zbits`` fillers (``z = 2**zbits - 1``,
+    ``w = 0``). What choosing a width by its Huffman-coded size needs (the
+    streams of narrow widths are many times the non-zeros), at two passes
+    over the gaps per width.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    wfreq = np.bincount(np.asarray(windex).ravel(), minlength=1 << wbits)
+    if positions.size == 0:
+        return {z: (np.zeros(1 << z, dtype=np.int64), wfreq.copy()) for z in widths}
+    if wfreq[0]:
+        raise ValueError("weight index 0 is reserved for the zero/filler weight")
+    gap = _gaps(positions, group_start)
+    out = {}
+    for z in widths:
+        fillers = int((gap >> z).sum())
+        zf = np.bincount(gap & ((1 << z) - 1), minlength=1 << z)
+        zf[-1] += fillers
+        wf = wfreq.copy()
+        wf[0] += fillers
+        out[z] = (zf, wf)
+    return out
 
 
 def relative_decode(
