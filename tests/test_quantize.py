@@ -68,3 +68,17 @@ def test_quality_threshold_prunes_by_std():
     prune_step(model, masks, PruneConfig(quality=1.0), 1.0, std0)
     for name, m in masks.layers:
         assert torch.all(m.weight[m.weight != 0].abs() > std0[name])
+
+
+def test_kth_smallest_is_exact_on_large_and_tied_arrays():
+    from compressor.prune import kth_smallest, magnitude_threshold
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_t(3, 5_000_000).astype(np.float32)  # large: the sampled bracket is used
+    tied = np.repeat(np.arange(500, dtype=np.float32), 10_000)
+    for x in (a, tied, a[:1000]):
+        for r in (0, 7, x.size // 3, int(x.size * 0.96), x.size - 1):
+            assert kth_smallest(x.copy(), r) == np.partition(x, r)[r]
+    w = torch.from_numpy(a.reshape(1000, 5000))
+    keep = round(0.04 * w.numel())
+    assert magnitude_threshold(w, 0.04) == float(w.abs().flatten().kthvalue(w.numel() - keep + 1).values)
