@@ -63,12 +63,12 @@ class Compressor:
         self.model = model
         self.plan: Plan = plan_model(model, keep_dense)
         self.density = per_target(density, self.plan, "density", None)
-        self.bits = [int(b) for b in per_target(bits, self.plan, "bits", DEFAULT_BITS)]
+        b = per_target(bits, self.plan, "bits", DEFAULT_BITS)
         self.auto_zbits = zbits == "auto"
         z = per_target(None if self.auto_zbits else zbits, self.plan, "zbits", DEFAULT_ZBITS)  # type: ignore[arg-type]
-        self.zbits = [int(v) for v in z]
         self.dense_dtype, self.bias_dtype = DTYPES[dense_dtype], bias_dtype
-        check_plan(self.plan, self.density, self.bits, self.zbits, self.dense_dtype)
+        check_plan(self.plan, self.density, b, z, self.dense_dtype)  # integers 1..8 among the rest
+        self.bits, self.zbits = [int(v) for v in b], [int(v) for v in z]
         self.folded: list[tuple[str, str]] = []
         self._handles: list = []
         if fold_bn:  # only once every check has passed: it changes the model

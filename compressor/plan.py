@@ -176,7 +176,7 @@ def per_target(value: float | int | Mapping[str, float | int] | None, plan: Plan
     return out
 
 
-def check_plan(plan: Plan, densities: list[float], bits: list[int], zbits: list[int],
+def check_plan(plan: Plan, densities: list[float], bits: list[float], zbits: list[float],
                dense_dtype: torch.dtype) -> None:
     """Every limit of the ``.dcz``, checked before training (docs/format.md, "Limits")."""
     if len(plan.targets) > MAX_LAYERS:

@@ -180,6 +180,7 @@ def test_a_layer_too_wide_for_a_record_is_kept_dense(tmp_path):
     (lambda m, dl: api.Compressor(m, density=1.5), "density: 1.5 for layer stem.weight is not in"),
     (lambda m, dl: api.Compressor(m, density={"fcc": 0.5}), "density: 'fcc' is not a compressed layer"),
     (lambda m, dl: api.Compressor(m, density=0.5, bits=9), "bits: 9 for layer"),
+    (lambda m, dl: api.Compressor(m, density=0.5, zbits={"fc": 4.5}), "zbits: 4.5 for layer fc.weight is not an integer"),
     (lambda m, dl: api.Compressor(m, density=0.5, keep_dense=["nope"]), "keep_dense: 'nope'"),
     (lambda m, dl: api.Compressor(m, density=0.5, dense_dtype="bfloat16"), "dense_dtype"),
     (lambda m, dl: api.Compressor("model", density=0.5), "expected a torch.nn.Module"),
