@@ -12,6 +12,7 @@ a file that cannot be written or read back.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -170,9 +171,9 @@ def per_target(value: float | int | Mapping[str, float | int] | None, plan: Plan
             if default is None:
                 raise DeepcompError(f"{what}: no value for layer {t.key}")
             v = default[t.kind]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy scalars too
             raise DeepcompError(f"{what}: {v!r} for layer {t.key} is not a number")
-        out.append(v)
+        out.append(float(v))
     return out
 
 
