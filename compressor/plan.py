@@ -173,7 +173,7 @@ def per_target(value: float | int | Mapping[str, float | int] | None, plan: Plan
             v = default[t.kind]
         if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy scalars too
             raise DeepcompError(f"{what}: {v!r} for layer {t.key} is not a number")
-        out.append(float(v))
+        out.append(v)  # as given, so messages quote it as the user wrote it
     return out
 
 
