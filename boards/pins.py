@@ -23,3 +23,18 @@ def connect_uart_and_leds(m: Module, platform, rx: Value, tx: Value, leds: Seque
     for i, sig in enumerate(leds):
         m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
         m.d.comb += led.o.eq(sig)
+
+
+def connect_flash(m: Module, platform, core) -> None:
+    """The configuration SPI flash (``spi_flash_1x``) to ``core``'s ``flash_*`` ports.
+
+    CS, WP and HOLD are active-low pins (the resource inverts them), so ``cs`` is
+    driven active high and WP/HOLD are held inactive.
+    """
+    spi = platform.request("spi_flash_1x", 0, dir="-")
+    for name, port, sig in (("cs", spi.cs, core.flash_cs), ("sck", spi.clk, core.flash_sck),
+                            ("copi", spi.copi, core.flash_copi), ("wp", spi.wp, 0), ("hold", spi.hold, 0)):
+        m.submodules[f"flash_{name}"] = buf = io.Buffer("o", port)
+        m.d.comb += buf.o.eq(sig)
+    m.submodules.flash_cipo = cipo = io.Buffer("i", spi.cipo)
+    m.d.comb += core.flash_cipo.eq(cipo.i)

@@ -17,11 +17,11 @@ import numpy as np
 
 CMD_SYNC = 0xA5
 REPLY_SYNC = 0x5A
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: PING reports the device's receive buffer (pipelined INFER)
 
 
 class Op(IntEnum):
-    PING = ord("P")  # -> version u8, n_pes u8, max_input u16, loaded u8
+    PING = ord("P")  # -> version u8, n_pes u8, max_input u16, loaded u8, rx_buffer u16
     LOAD = ord("L")  # u32 length, image bytes -> status
     INFER = ord("I")  # input_size bytes -> status, class u8, n u16, n x i32 logits, cycles u32
     STATUS = ord("S")  # -> status (last error), loaded u8
@@ -72,6 +72,34 @@ class InferReply:
     cycles: int
 
 
+PING_FORMAT = "<BBHBH"  # the PING reply's payload: version, n_pes, max_input, loaded, rx_buffer
+
+
+@dataclass
+class DeviceInfo:
+    """What PING says: ``rx_buffer`` is how many bytes the device takes while it computes."""
+
+    version: int
+    n_pes: int
+    max_input: int
+    loaded: bool
+    rx_buffer: int
+
+    def pipeline_depth(self, command_bytes: int) -> int:
+        """Commands the host may keep in flight: 2 when the device buffers a whole one, else 1.
+
+        Why at most 2: the device consumes a command's bytes before it computes, so
+        while it works on command k only k+1's bytes wait in its buffer, as long as the
+        host sends k+2 after k's reply.
+        """
+        return 2 if self.rx_buffer >= command_bytes else 1
+
+
+def encode_ping_reply(info: DeviceInfo) -> bytes:
+    return reply_header(Op.PING, Status.OK) + struct.pack(
+        PING_FORMAT, info.version, info.n_pes, info.max_input, info.loaded, info.rx_buffer)
+
+
 def reply_header(op: Op, status: Status) -> bytes:
     return bytes([REPLY_SYNC, op, status])
 
@@ -84,7 +112,7 @@ def encode_infer_reply(r: InferReply) -> bytes:
 
 def reply_length(op: Op, n_classes: int) -> int:
     """Bytes of the whole reply to ``op`` (sync, op and status included)."""
-    return 3 + {Op.PING: 4, Op.LOAD: 0, Op.STATUS: 1, Op.INFER: 3 + 4 * n_classes + 4}[op]
+    return 3 + {Op.PING: 7, Op.LOAD: 0, Op.STATUS: 1, Op.INFER: 3 + 4 * n_classes + 4}[op]
 
 
 def decode_infer_reply(raw: bytes) -> InferReply:

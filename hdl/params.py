@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from compressor.contract.errors import DeepcompError
+from compressor.contract.golden import Timing
 from compressor.contract.rom import RomImage
 
 FIFO_DEPTH = 8  # per-PE activation FIFO (EIE); the cycle model's fifo_depth
@@ -60,6 +61,10 @@ class EngineParams:
             raise DeepcompError(f"engine: {self.n_pes} PEs, must be 1..64")
         if not 1 <= self.max_len <= 16:
             raise DeepcompError(f"engine: code length bound {self.max_len}, must be 1..16")
+
+    def timing(self) -> Timing:
+        """The golden cycle model's constants for this engine (its FIFO depth is a parameter)."""
+        return Timing(fifo_depth=self.fifo_depth)
 
     # derived widths -------------------------------------------------------------------
     @property

@@ -61,7 +61,7 @@ def test_silent_device_is_a_clear_error():
 def test_board_infer_command(cli, monkeypatch, tmp_path, rng):
 
     dev = GoldenDevice(n_pes=2)
-    monkeypatch.setattr("boards.host.open_serial", lambda port, baud: dev)
+    monkeypatch.setattr("boards.host.open_serial", lambda port, baud, timeout: dev)
     net = extreme_net(rng)
     rom = tmp_path / "m.rom"
     rom.write_bytes(build(net, 2))

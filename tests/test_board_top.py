@@ -4,9 +4,14 @@ One build of a tiny ROM (sim.testnets.extreme_net, 64 inputs, N = 2) per
 variant and one simulator run carrying every command; the replies are
 checked here. Variants: ``bram`` (ULX3S: the image is baked into the
 bitstream, the device powers up loaded) and ``spram`` (iCEBreaker: the weight
-streams live in single-port RAM that only a LOAD fills, so the device powers
-up *not loaded*, and the inferences after the LOAD prove the loader wrote
-every stream word where the engine reads it).
+streams live in single-port RAM that only a LOAD fills, and the core boots
+from SPI flash: with a corrupt image in the bench's flash model the device
+powers up *not loaded*, STATUS says BAD_CRC, and the inferences after a LOAD
+over the UART prove the loader wrote every stream word where the engine reads
+it; a second run of the same build with the good image in flash powers up
+loaded and infers as the golden model). Every run also sends two INFERs back
+to back (the host's pipelining): the second image arrives while the engine
+computes the first and waits in the receive FIFO.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import pytest
 
 from boards.protocol import (
+    PING_FORMAT,
     PROTOCOL_VERSION,
     Op,
     Status,
@@ -37,9 +43,13 @@ pytestmark = pytest.mark.rtl
 DIVISOR = 8  # clock cycles per UART bit in the bench
 
 
+FLASH_OFFSET = 0x1000
+WAKE_CYCLES = 20
+
+
 @pytest.fixture(scope="module", params=["bram", "spram"])
 def board_run(request, tmp_path_factory):
-    from boards.device import BoardCore
+    from boards.device import BoardCore, Boot
     from hdl.params import fit
     from sim.runner import build_component, run_bench
 
@@ -50,12 +60,13 @@ def board_run(request, tmp_path_factory):
     other = build(extreme_net(np.random.default_rng(7)), 2)  # a valid image of another model
     bad = bytearray(image)
     bad[40] ^= 1
-    x = rng.integers(0, 256, (3, 64))
+    x = rng.integers(0, 256, (5, 64))
     n_classes = parse(image).n_classes
     ilen = reply_length(Op.INFER, n_classes)
     steps = [
         ("ping", cmd_ping(), reply_length(Op.PING, 0)),
-        # power-up state: loaded (bram), not loaded (spram)
+        ("status0", cmd_status(), 3 + 1),
+        # power-up state: loaded (bram), not loaded (spram: corrupt flash)
         ("infer0", cmd_infer(x[0]), reply_length(Op.INFER, 0) if spram else ilen),
         ("load_bad", b"\x00\x13" + cmd_load(bytes(bad)), 3),  # garbage before the command is skipped
         ("status_bad", cmd_status(), 3 + 1),
@@ -65,18 +76,35 @@ def board_run(request, tmp_path_factory):
         ("status_ok", cmd_status(), 3 + 1),
         ("ping_loaded", cmd_ping(), reply_length(Op.PING, 0)),
         ("infer1", cmd_infer(x[1]), ilen),
-        ("infer2", cmd_infer(x[2]), ilen),
+        ("pipelined", cmd_infer(x[2]) + cmd_infer(x[3]), 2 * ilen),
         ("unknown", bytes([0xA5, ord("Z")]), 3),
     ]
+    boot = Boot(FLASH_OFFSET, WAKE_CYCLES) if spram else None
     params = fit(parse(image), loadable_streams=True) if spram else None
-    b = build_component(BoardCore(image, DIVISOR, params), "board_core",
+    b = build_component(BoardCore(image, DIVISOR, params, boot), "board_core",
                         tmp_path_factory.mktemp("board") / "build")
-    r = run_bench(b, "sim.bench_board", params={
-        "divisor": DIVISOR, "steps": [{"send": s.hex(), "expect": n} for _, s, n in steps]})
-    assert r.passed, f"bench failed, see {r.log}"
-    replies = {name: bytes.fromhex(h) for (name, _, _), h in zip(steps, r.output["replies"], strict=True)}
+
+    def run(steps, flash: bytes | None, tag: str) -> dict:
+        extra = {"flash": flash.hex(), "flash_offset": FLASH_OFFSET} if flash is not None else {}
+        r = run_bench(b, "sim.bench_board", tag=tag, params={
+            "divisor": DIVISOR, "steps": [{"send": s.hex(), "expect": n} for _, s, n in steps], **extra})
+        assert r.passed, f"bench failed, see {r.log}"
+        out = {name: bytes.fromhex(h) for (name, _, _), h in zip(steps, r.output["replies"], strict=True)}
+        out["flash_reads"] = r.output["flash_reads"]
+        return out
+
+    replies = run(steps, bytes(bad) if spram else None, "run")
+    if spram:  # the same core with the good image in flash: boots loaded
+        boot_steps = [("ping", cmd_ping(), reply_length(Op.PING, 0)), ("status", cmd_status(), 3 + 1),
+                      ("infer", cmd_infer(x[4]), ilen)]
+        replies["booted"] = run(boot_steps, image, "boot")
     ref = infer(decode_rom(parse(image)), x)
     return replies, ref, image, spram
+
+
+def _split(raw: bytes, n: int) -> list[bytes]:
+    size = len(raw) // n
+    return [raw[i * size:(i + 1) * size] for i in range(n)]
 
 
 def _check_infer(raw: bytes, ref: dict, i: int) -> None:
@@ -93,15 +121,34 @@ def _check_not_loaded(raw: bytes) -> None:
     assert len(raw) == reply_length(Op.INFER, 0)
 
 
+def _ping(loaded: int) -> bytes:
+    from boards.device import rx_buffer_depth
+
+    return reply_header(Op.PING, Status.OK) + struct.pack(
+        PING_FORMAT, PROTOCOL_VERSION, 2, 64, loaded, rx_buffer_depth(64))
+
+
 def test_ping_and_power_up_state(board_run):
     replies, ref, image, spram = board_run
-    loaded = int(not spram)
-    assert replies["ping"] == reply_header(Op.PING, Status.OK) + struct.pack(
-        "<BBHB", PROTOCOL_VERSION, 2, 64, loaded)
-    if spram:
+    assert replies["ping"] == _ping(int(not spram))
+    if spram:  # the boot loader read the (corrupt) flash image and the CRC refused it
+        assert replies["flash_reads"] == 1
+        assert replies["status0"] == reply_header(Op.STATUS, Status.BAD_CRC) + b"\x00"
         _check_not_loaded(replies["infer0"])
     else:
+        assert replies["status0"] == reply_header(Op.STATUS, Status.OK) + b"\x01"
         _check_infer(replies["infer0"], ref, 0)
+
+
+def test_boot_from_flash(board_run):
+    replies, ref, _, spram = board_run
+    if not spram:
+        pytest.skip("the bram core carries its image in the bitstream")
+    booted = replies["booted"]
+    assert booted["flash_reads"] == 1
+    assert booted["ping"] == _ping(1)
+    assert booted["status"] == reply_header(Op.STATUS, Status.OK) + b"\x01"
+    _check_infer(booted["infer"], ref, 4)
 
 
 def test_load_semantics(board_run):
@@ -112,13 +159,19 @@ def test_load_semantics(board_run):
     assert replies["load_other"] == reply_header(Op.LOAD, Status.PARAM_MISMATCH)
     assert replies["load_ok"] == reply_header(Op.LOAD, Status.OK)
     assert replies["status_ok"] == reply_header(Op.STATUS, Status.OK) + b"\x01"
-    assert replies["ping_loaded"][-1] == 1
+    assert replies["ping_loaded"] == _ping(1)
 
 
 def test_infer_matches_golden(board_run):
     replies, ref, _, _ = board_run
     _check_infer(replies["infer1"], ref, 1)
-    _check_infer(replies["infer2"], ref, 2)
+
+
+def test_pipelined_infers(board_run):
+    replies, ref, _, _ = board_run
+    first, second = _split(replies["pipelined"], 2)
+    _check_infer(first, ref, 2)
+    _check_infer(second, ref, 3)
 
 
 def test_unknown_command(board_run):
