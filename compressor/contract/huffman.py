@@ -25,6 +25,25 @@ MAX_LEN = 15  # nibble-storable; the ROM may choose a tighter bound
 ENCODE_CHUNK = 1 << 20  # symbols packed at a time by CanonicalCode.encode
 
 
+def symbol_counts(symbols: np.ndarray, minlength: int) -> np.ndarray:
+    """``np.bincount(symbols, minlength=minlength)``, in chunks of ``ENCODE_CHUNK``.
+
+    bincount converts its input to int64 first; a layer's uint8/uint16 stream
+    of tens of millions of entries would cost a temporary eight times its size
+    (and its page faults), a chunk one that stays in cache.
+    """
+    symbols = np.asarray(symbols).ravel()
+    counts = np.zeros(minlength, dtype=np.int64)
+    for lo in range(0, symbols.size, ENCODE_CHUNK):
+        c = np.bincount(symbols[lo : lo + ENCODE_CHUNK], minlength=minlength)
+        if c.size > counts.size:
+            c[: counts.size] += counts
+            counts = c
+        else:
+            counts += c
+    return counts
+
+
 def code_lengths(freqs: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
     """Optimal code lengths for ``freqs`` with no code longer than ``max_len``.
 
@@ -95,7 +114,7 @@ class CanonicalCode:
 
     @classmethod
     def from_symbols(cls, symbols: np.ndarray, alphabet: int, max_len: int = MAX_LEN):
-        freqs = np.bincount(np.asarray(symbols, dtype=np.int64), minlength=alphabet)
+        freqs = symbol_counts(symbols, alphabet)
         return cls(code_lengths(freqs[:alphabet], max_len))
 
     @property
@@ -137,10 +156,7 @@ class CanonicalCode:
 
     def encoded_bits(self, symbols: np.ndarray) -> int:
         """Length of ``encode(symbols)`` in bits: symbol counts times code lengths."""
-        symbols = np.asarray(symbols).ravel()
-        if symbols.size == 0:
-            return 0
-        counts = np.bincount(symbols)  # one pass, no per-symbol gather
+        counts = symbol_counts(symbols, 0)
         if counts.size > self.lengths.size:
             raise IndexError(f"symbol {counts.size - 1} is outside the alphabet of {self.lengths.size}")
         return int(counts @ self.lengths[: counts.size].astype(np.int64))
@@ -155,14 +171,14 @@ class CanonicalCode:
         ``ENCODE_CHUNK`` symbols (not per bit: a layer's stream is tens of
         millions of bits).
         """
-        symbols = np.asarray(symbols, dtype=np.int64).ravel()
+        symbols = np.asarray(symbols).ravel()
         out = bitarray(endian="big")
         if symbols.size == 0:
             return out
         lengths = self.lengths.astype(np.int64)
         codes = self.codes.astype(np.uint64)
         for lo in range(0, symbols.size, ENCODE_CHUNK):
-            chunk = symbols[lo : lo + ENCODE_CHUNK]
+            chunk = symbols[lo : lo + ENCODE_CHUNK].astype(np.int64)
             lens = lengths[chunk]
             if lens.min() == 0:
                 raise ValueError("symbol without a code")
