@@ -75,3 +75,17 @@ def test_invalid_lengths_rejected():
 @given(st.lists(st.integers(0, 63), min_size=1, max_size=400), st.integers(6, 15))
 def test_roundtrip_property(symbols, bound):
     roundtrip(np.array(symbols), 64, bound)
+
+
+def test_chunked_counts_and_encoding_match_one_pass(monkeypatch):
+    """Symbol counts and codes are built chunk by chunk; chunks whose largest symbol differs."""
+    import compressor.contract.huffman as huffman
+
+    monkeypatch.setattr(huffman, "ENCODE_CHUNK", 1000)
+    rng = np.random.default_rng(4)
+    sym = np.concatenate([rng.integers(0, 150, 2500), rng.integers(0, 20, 2500), [149]]).astype(np.uint16)
+    np.testing.assert_array_equal(huffman.symbol_counts(sym, 0), np.bincount(sym))
+    np.testing.assert_array_equal(huffman.symbol_counts(sym, 256), np.bincount(sym, minlength=256))
+    code = roundtrip(sym, 256)
+    ref = bitarray("".join(format(int(code.codes[s]), f"0{int(code.lengths[s])}b") for s in sym))
+    assert code.encode(sym) == ref

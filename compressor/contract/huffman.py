@@ -35,7 +35,7 @@ def symbol_counts(symbols: np.ndarray, minlength: int) -> np.ndarray:
     symbols = np.asarray(symbols).ravel()
     counts = np.zeros(minlength, dtype=np.int64)
     for lo in range(0, symbols.size, ENCODE_CHUNK):
-        c = np.bincount(symbols[lo : lo + ENCODE_CHUNK], minlength=minlength)
+        c = np.bincount(symbols[lo : lo + ENCODE_CHUNK], minlength=counts.size)
         if c.size > counts.size:
             c[: counts.size] += counts
             counts = c
