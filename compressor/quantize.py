@@ -9,6 +9,7 @@ exactly eq. 3: a centroid's gradient is the sum of its weights' gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch.func import functional_call
 from .contract.data import Split
 from .kmeans import kmeans_1d
 from .models import compressible_layers
-from .train import FitConfig, Hooks, fit
+from .train import FitConfig, FitState, Hooks, fit
 
 
 @dataclass
@@ -115,14 +116,17 @@ def quantize_model(model: nn.Module, bits: list[int], init: str, seed: int) -> l
 
 
 def finetune(model: nn.Module, quants: list[LayerQuant], data: Split, cfg: FitConfig,
-             seed: int) -> list[LayerQuant]:
+             seed: int, resume: FitState | None = None,
+             on_epoch: Callable[[FitState], None] | None = None) -> list[LayerQuant]:
     """Trained quantization: fine-tune centroids and biases, then write the tied weights back.
 
     Biases and centroids are rounded to float16 at the end, because that is
     what the ``.dcz`` stores: the model in memory is then exactly the file.
+    ``resume`` / ``on_epoch``: per-epoch checkpoints of the tied model (see ``train.fit``).
     """
     tied = TiedModel(model, quants)
-    fit(tied, data, cfg, seed=seed, params=tied.trainable(), hooks=Hooks(), desc="quantize")
+    fit(tied, data, cfg, seed=seed, params=tied.trainable(), hooks=Hooks(), desc="quantize",
+        resume=resume, on_epoch=on_epoch)
     with torch.no_grad():
         for q, cb in zip(quants, tied.codebooks(), strict=True):
             q.codebook = cb.astype(np.float16).astype(np.float32)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .contract.data import Split
 from .contract.errors import DeepcompError
 
@@ -72,6 +74,9 @@ class FitConfig:
     optimizer: str = "sgd"  # sgd | adam
 
 
+FitState = dict  # {"epoch", "module", "optimizer", "scheduler", "generator"}: see fit_state
+
+
 def fit(
     model: nn.Module,
     data: Split,
@@ -81,8 +86,18 @@ def fit(
     params: Iterable[nn.Parameter] | None = None,
     hooks: Hooks | None = None,
     desc: str = "train",
+    resume: FitState | None = None,
+    on_epoch: Callable[[FitState], None] | None = None,
 ) -> None:
-    """Train with cross-entropy, cosine learning-rate decay, seeded shuffling and augmentation."""
+    """Train with cross-entropy, cosine learning-rate decay, seeded shuffling and augmentation.
+
+    ``on_epoch`` receives the state after each epoch but the last (:func:`fit_state`;
+    it must serialise it before returning: the tensors are live), and ``resume``,
+    such a state, continues from there: model, optimizer, schedule and the
+    generator of shuffling and augmentation, so the result is the uninterrupted one.
+    Under ``torchrun`` the model trains in DDP on this rank's share of every
+    global batch (``compressor.distributed``): the same batches as one process.
+    """
     if cfg.epochs <= 0:
         return
     hooks = hooks or Hooks()
@@ -102,26 +117,49 @@ def fit(
         opt, T_max=cfg.epochs * steps_per_epoch
     )
     gen = torch.Generator().manual_seed(seed)
-    model.train()
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=None, leave=False)
-    for _ in bar:
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = shift_augment(x_all[idx], gen, cfg.augment)
-            loss = nn.functional.cross_entropy(model(x), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if hooks.before_step:
-                hooks.before_step()
-            opt.step()
-            if hooks.after_step:
-                hooks.after_step()
-            sched.step()
-            total += loss.item()
-        bar.set_postfix(loss=f"{total / steps_per_epoch:.4f}")
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["module"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        gen.set_state(resume["generator"])
+        start = int(resume["epoch"])
+    world = distributed.world_size()
+    with distributed.data_parallel(model, params) as net:
+        net.train()
+        bar = tqdm(range(start, cfg.epochs), desc=desc, unit="epoch", leave=False,
+                   disable=None if distributed.is_main() else True)
+        for epoch in bar:
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for i in range(steps_per_epoch):
+                idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                x, y = shift_augment(x_all[idx], gen, cfg.augment), y_all[idx]
+                if world == 1:
+                    loss = nn.functional.cross_entropy(net(x), y)
+                else:  # this rank's rows; DDP's mean over ranks is the whole batch's mean loss
+                    rows = distributed.share(len(idx))
+                    loss = nn.functional.cross_entropy(net(x[rows]), y[rows], reduction="sum") * (world / len(idx))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if hooks.before_step:
+                    hooks.before_step()
+                opt.step()
+                if hooks.after_step:
+                    hooks.after_step()
+                sched.step()
+                total += loss.item()
+            bar.set_postfix(loss=f"{total / steps_per_epoch:.4f}")
+            if on_epoch is not None and epoch + 1 < cfg.epochs:
+                on_epoch(fit_state(epoch + 1, model, opt, sched, gen))
     model.eval()
+
+
+def fit_state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+              gen: torch.Generator) -> FitState:
+    """What ``fit`` needs to continue after ``epoch`` epochs exactly as if never stopped."""
+    return {"epoch": epoch, "module": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "generator": gen.get_state()}
 
 
 @torch.no_grad()
