@@ -36,31 +36,31 @@ BIN = Path(sys.executable).parent / "deepcomp"
 DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
 
-def golden_cycles(rom_path: Path, data_dir: Path) -> dict:
+def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int) -> dict:
     from compressor.contract.data import load_dataset
-    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.golden import Timing, decode_rom, infer
     from compressor.contract.rom import load
 
     data = load_dataset("mnist", data_dir)
     x = data.test.images.reshape(len(data.test), -1)
-    g = infer(decode_rom(load(rom_path), str(rom_path)), x)
+    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing(fifo_depth=fifo_depth))
     return {"images": int(len(x)), "cycles_mean": float(g["cycles"].mean()),
             "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
 
 
-def run(board: str, n: int, mhz: float, out: Path, data_dir: Path) -> dict:
+def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1) -> dict:
     rom = out / f"lenet300_n{n}.rom"
     subprocess.run([BIN, "rom", MODEL, "--pes", str(n), "-o", rom, "--dataset", "mnist",
                     "--data-dir", data_dir], check=True, capture_output=True)
     cmd = [BIN, "board", "build", board, "--rom", rom, "--pes", str(n), "-o", out / f"{board}_n{n}",
-           "--freq", f"{mhz:g}", "--json"]
+           "--freq", f"{mhz:g}", "--seed", str(seed), "--json"]
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"board": board, "n_pes": n, "target_mhz": mhz, "built": False,
                 "error": (r.stderr.strip().splitlines() or ["?"])[-1], "seconds": round(time.time() - t0, 1)}
     rep = json.loads(r.stdout)
-    cyc = golden_cycles(rom, data_dir)
+    cyc = golden_cycles(rom, data_dir, rep["fifo_depth"])
     clock = rep["target_mhz"] if rep["timing_met"] else rep["fmax_mhz"]
     rep.update(built=True, n_pes=n, rom_bytes=rom.stat().st_size, cycles=cyc,
                engine_images_per_s=round(clock * 1e6 / cyc["cycles_mean"]),
@@ -87,8 +87,8 @@ def main() -> int:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for spec in args.only or DEFAULT:
-            board, n, mhz = spec.split(":")
-            rec = run(board, int(n), float(mhz), work, args.data_dir.resolve())
+            board, n, mhz, *seed = spec.split(":")  # board:N:MHz[:seed]
+            rec = run(board, int(n), float(mhz), work, args.data_dir.resolve(), int(seed[0]) if seed else 1)
             rec["command"] = f".venv/bin/python benchmarks/board_builds.py --only {shlex.quote(spec)}"
             runs[spec] = rec
             out_json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -125,7 +125,9 @@ def run_sim(args: argparse.Namespace) -> int:
     served = boardsim.Served(binary, args.stats, args.link, flash, icebreaker.FLASH_OFFSET)
     print(f"{args.board}: serving the board core on {served.port} ({binary.clk_hz / 1e6:g} MHz, "
           f"divisor {binary.divisor}, {args.baud} baud); Ctrl-C to stop", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: served.stop())
+    # SIGTERM stops it like Ctrl-C: raised out of the wait (stopping the child inside a
+    # handler would wait on the Popen the interrupted wait() holds the lock of)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         served.proc.wait()
     except KeyboardInterrupt:
@@ -133,6 +135,10 @@ def run_sim(args: argparse.Namespace) -> int:
     finally:
         served.stop()
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run_build(args: argparse.Namespace) -> int:

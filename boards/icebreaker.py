@@ -173,7 +173,7 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
             "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
             "spram": spram, "spram_available": spram_avail, "dsp": dsp, "dsp_available": dsp_avail,
             "n_pes": top.params.n_pes, "uart_divisor": top.divisor, "baud": baud,
-            "rx_buffer": top.core.rx_buffer, "flash_offset": FLASH_OFFSET,
+            "rx_buffer": top.core.rx_buffer, "flash_offset": FLASH_OFFSET, "fifo_depth": top.params.fifo_depth,
             "pll": {"divr": top.pll.divr, "divf": top.pll.divf, "divq": top.pll.divq,
                     "filter_range": top.pll.filter_range, "vco_mhz": top.pll.f_vco_mhz},
             "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

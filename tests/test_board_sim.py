@@ -64,7 +64,7 @@ class Sim:
         return int(children[0])
 
     def stop(self) -> str:
-        self.proc.send_signal(signal.SIGINT)
+        self.proc.terminate()
         out, err = self.proc.communicate(timeout=20)
         return err
 

@@ -45,7 +45,7 @@ def test_wheel_contents(dist):
     assert eps.count(" = ") == 11  # the console script and the ten commands
     # the benches (sim/bench_*.py), the test nets and the board emulator ship on purpose: they
     # are the bench API a user's own block or host code is tested with (docs/architecture.md)
-    assert {"sim/bench_pe.py", "sim/bench_board.py", "sim/testnets.py", "boards/emulator.py"} <= names
+    assert {"sim/bench_pe.py", "sim/bench_board.py", "sim/testnets.py", "boards/emulator.py", "boards/boardsim.cpp"} <= names
     test_only = [n for n in names if n.startswith(("tests/", "benchmarks/"))]
     assert not test_only, test_only
 
