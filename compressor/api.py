@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DistributedSampler
 
+from . import distributed
 from .contract.container import CompressedModel, best_zbits
 from .contract.container import load as load_dcz
 from .contract.errors import DeepcompError
@@ -104,33 +106,47 @@ class Compressor:
             raise DeepcompError(f"prune: fraction {fraction} is not in (0, 1]")
         if self.index is not None:
             raise DeepcompError("prune: the model is already quantized")
-        with torch.no_grad():
-            for t, d in zip(self.plan.targets, self.density, strict=True):
-                w = t.weight.detach().abs().flatten()
-                keep = max(1, int(round(d ** fraction * w.numel())))
-                thr = w.float().kthvalue(w.numel() - keep + 1).values
-                self.masks[t.key] &= t.weight.detach().abs() >= thr
+        masks = distributed.on_rank0(lambda: self._pruned(fraction))  # equal on every rank
+        self.masks = {t.key: masks[t.key].to(t.weight.device) for t in self.plan.targets}
         self.enforce()
         return self.densities()
+
+    @torch.no_grad()
+    def _pruned(self, fraction: float) -> dict[str, torch.Tensor]:
+        out = {}
+        for t, d in zip(self.plan.targets, self.density, strict=True):
+            w = t.weight.detach().abs().flatten()
+            keep = max(1, int(round(d ** fraction * w.numel())))
+            thr = w.float().kthvalue(w.numel() - keep + 1).values
+            out[t.key] = (self.masks[t.key] & (t.weight.detach().abs() >= thr)).cpu()
+        return out
 
     def densities(self) -> dict[str, float]:
         return {k: float(m.float().mean()) for k, m in self.masks.items()}
 
     def quantize(self) -> None:
-        """k-means of each layer's surviving weights into ``2**bits - 1`` centroids; weights tied."""
-        self.index = {}
-        with torch.no_grad():
-            for t, b in zip(self.plan.targets, self.bits, strict=True):
-                w = t.weight.detach().cpu().double().numpy()
-                mask = self.masks[t.key].cpu().numpy()
-                codebook = np.zeros(1 << b)
-                index = np.zeros(w.shape, dtype=np.int64)
-                if mask.any():
-                    c, labels = kmeans_1d(w[mask], (1 << b) - 1, self.init, self.seed)
-                    codebook[1:], index[mask] = c, labels + 1
-                self.codebooks[t.key] = torch.from_numpy(codebook)
-                self.index[t.key] = torch.from_numpy(index).to(t.weight.device)
+        """k-means of each layer's surviving weights into ``2**bits - 1`` centroids; weights tied.
+
+        Under ``torchrun`` rank 0 clusters and every rank receives its codebooks and indices.
+        """
+        got = distributed.on_rank0(self._kmeans)
+        self.codebooks = {k: cb for k, (cb, _) in got.items()}
+        self.index = {t.key: got[t.key][1].to(t.weight.device) for t in self.plan.targets}
         self.enforce()
+
+    @torch.no_grad()
+    def _kmeans(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for t, b in zip(self.plan.targets, self.bits, strict=True):
+            w = t.weight.detach().cpu().double().numpy()
+            mask = self.masks[t.key].cpu().numpy()
+            codebook = np.zeros(1 << b)
+            index = np.zeros(w.shape, dtype=np.int64)
+            if mask.any():
+                c, labels = kmeans_1d(w[mask], (1 << b) - 1, self.init, self.seed)
+                codebook[1:], index[mask] = c, labels + 1
+            out[t.key] = (torch.from_numpy(codebook), torch.from_numpy(index))
+        return out
 
     def enforce(self) -> None:
         """Pruned weights to zero; once quantized, each cluster to its mean (its centroid)."""
@@ -223,9 +239,10 @@ def _pair_batch(batch: Batch, loader: str, step: str) -> tuple[Any, Any]:
 
 
 @torch.no_grad()
-def _first_batch_runs(model: nn.Module, loader: Iterable, step: Step) -> None:
+def _first_batch_runs(model: nn.Module, loader: Iterable, step: Step) -> Batch:
     """One step on the first batch, without gradients, in eval mode: a model that does not take
-    the loader's batches, or a loss that does not take its outputs, is one line before training."""
+    the loader's batches, or a loss that does not take its outputs, is one line before training.
+    Returns that batch."""
     batch = next(iter(loader), None)
     if batch is None:
         raise DeepcompError("train_loader: yields no batches")
@@ -238,28 +255,93 @@ def _first_batch_runs(model: nn.Module, loader: Iterable, step: Step) -> None:
                             f"({type(e).__name__}: {first})") from None
     finally:
         model.train(was)
+    return batch
+
+
+def _same_batches_on_all_ranks(loader: Iterable, batch: Batch) -> None:
+    """Each rank keeps its share of every batch, so every rank's loader must yield the same ones.
+
+    Checked on the first batch (the one ``_first_batch_runs`` drew: drawing another
+    would move a shuffled loader's RNG, and the 1-process run does not) by a
+    fingerprint that also depends on the order of its rows.
+    """
+    if distributed.world_size() == 1 or _distributed_sampler(loader) is not None:
+        return
+    t = next((x for x in _tensors(batch) if x.dim() and x.shape[0]), None)
+    value = 0.0
+    if t is not None:
+        rows = t.detach().cpu().double().reshape(t.shape[0], -1).sum(1)
+        value = float((rows * torch.arange(1, len(rows) + 1, dtype=torch.float64)).sum())
+    if not distributed.same_on_all_ranks(value):
+        raise DeepcompError("train_loader: the ranks' loaders yield different batches; seed its shuffling "
+                            "(DataLoader(..., generator=torch.Generator().manual_seed(0))) or shard it "
+                            "with a DistributedSampler")
+
+
+def _tensors(batch: Batch) -> Iterable[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, (tuple, list, dict)):
+        for b in batch.values() if isinstance(batch, dict) else batch:
+            yield from _tensors(b)
 
 
 def train_epochs(model: nn.Module, loader: Iterable, step: Step, optimizer: torch.optim.Optimizer,
-                 epochs: int) -> float:
-    """Plain loop: ``loss = step(model, batch)``, backward, ``optimizer.step()``; mean loss of the last epoch."""
+                 epochs: int, first_epoch: int = 0) -> float:
+    """Plain loop: ``loss = step(model, batch)``, backward, ``optimizer.step()``; mean loss of the last epoch.
+
+    Under ``torchrun`` ``step`` gets the DDP-wrapped model and this rank's rows of each
+    batch, its loss (a mean over the batch) weighted so that DDP's mean over ranks is the
+    whole batch's gradient; a loader sharded by a ``DistributedSampler`` is used as it is
+    (``set_epoch(first_epoch + e)`` each epoch). See :func:`compress`.
+    """
     mean = float("nan")
-    for _ in range(epochs):
-        model.train()
-        total, n = 0.0, 0
-        for batch in loader:
-            optimizer.zero_grad(set_to_none=True)
-            loss = step(model, batch)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise DeepcompError(f"train_step: must return a scalar loss tensor, got {type(loss).__name__}")
-            loss.backward()
-            optimizer.step()
-            total, n = total + loss.item(), n + 1
-        if n == 0:
-            raise DeepcompError("train_loader: yields no batches")
-        mean = total / n
+    sampler = _distributed_sampler(loader)
+    world = distributed.world_size()
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    with distributed.data_parallel(model, trainable, find_unused=True) as net:
+        for e in range(epochs):
+            if sampler is not None:
+                sampler.set_epoch(first_epoch + e)
+            net.train()
+            total, n = 0.0, 0
+            for batch in loader:
+                optimizer.zero_grad(set_to_none=True)
+                share, weight = batch, 1.0
+                if world > 1 and sampler is None:
+                    share, weight = _rank_share(batch)
+                loss = step(net, share)
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise DeepcompError(f"train_step: must return a scalar loss tensor, got {type(loss).__name__}")
+                (loss * weight if weight != 1.0 else loss).backward()
+                optimizer.step()
+                total, n = total + loss.item(), n + 1
+            if n == 0:
+                raise DeepcompError("train_loader: yields no batches")
+            mean = total / n
     model.eval()
     return mean
+
+
+def _distributed_sampler(loader: Iterable) -> DistributedSampler | None:
+    """The ``DistributedSampler`` a loader shards with (its own or its batch sampler's), if any."""
+    for s in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if isinstance(s, DistributedSampler):
+            return s
+    return None
+
+
+def _rank_share(batch: Batch) -> tuple[Batch, float]:
+    """This rank's rows of a global batch and the weight of their mean loss."""
+    n = distributed.batch_rows(batch)
+    if n is None:
+        raise DeepcompError(f"train_loader: a batch ({type(batch).__name__}) holds no tensor to share among "
+                            "ranks; shard the loader with a DistributedSampler")
+    if n < distributed.world_size():
+        raise DeepcompError(f"train_loader: a batch of {n} rows cannot be shared by "
+                            f"{distributed.world_size()} processes; use a larger batch or drop_last=True")
+    rows = distributed.share(n)
+    return distributed.split_batch(batch, rows), distributed.loss_scale(rows.stop - rows.start, n)
 
 
 @torch.no_grad()
@@ -312,8 +394,9 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
                         ("finetune_epochs", finetune_epochs, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise DeepcompError(f"{what}: {v!r} is not an integer >= {lo}")
+    distributed.init_from_env()  # under torchrun: join its group (left to the caller to destroy)
     comp = Compressor(model, density=density, **options)
-    _first_batch_runs(model, train_loader, step)
+    _same_batches_on_all_ranks(train_loader, _first_batch_runs(model, train_loader, step))
 
     def make_optimizer() -> torch.optim.Optimizer:
         if isinstance(optimizer, torch.optim.Optimizer):
@@ -336,7 +419,7 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
     hook = opt.register_step_post_hook(lambda *_: comp.enforce())
     for k in range(1, prune_steps + 1):
         comp.prune(k / prune_steps)
-        train_epochs(model, train_loader, step, opt, prune_epochs)
+        train_epochs(model, train_loader, step, opt, prune_epochs, (k - 1) * prune_epochs)
     hook.remove()
     stage("pruned", t0)
     report["density"] = comp.densities()
@@ -346,7 +429,7 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
     t0 = time.time()
     opt = make_optimizer()
     hook = opt.register_step_post_hook(lambda *_: comp.enforce())
-    train_epochs(model, train_loader, step, opt, finetune_epochs)
+    train_epochs(model, train_loader, step, opt, finetune_epochs, prune_steps * prune_epochs)
     hook.remove()
     cm = comp.finish(arch, program)
     stage("finetuned", t0)

@@ -58,6 +58,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     add_fit_args(p, "", 20, 0.05)
     p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels (0: none)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the initialisation, shuffling and augmentation")
+    p.add_argument("--val-fraction", type=bounded(float, 0, 1), default=0.0,
+                   help="hold out this fraction of the training images (seeded by --seed), as "
+                        "'compress --max-loss' does: its validation images then stay unseen (0: train on all)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .pt checkpoint")
 
 
@@ -73,10 +76,16 @@ def run_train(args: argparse.Namespace) -> int:
         raise DeepcompError(f"{arch}: expects {input_size(arch)} inputs, {data.name} has {data.train.images[0].size}")
     seed_everything(args.seed)
     t0 = time.time()
-    fit(model, data.train, FitConfig(epochs=args.epochs, lr=args.lr, augment=args.augment), seed=args.seed)
+    train = data.train
+    if args.val_fraction:
+        from .split import hold_out
+
+        train = hold_out(data.train, args.val_fraction, args.seed)[0]
+    fit(model, train, FitConfig(epochs=args.epochs, lr=args.lr, augment=args.augment), seed=args.seed)
     err = error_rate(model, data.test)
     save_dense(model, arch, data.name, args.output,
-               {"error": err, "epochs": args.epochs, "seed": args.seed, "seconds": time.time() - t0})
+               {"error": err, "epochs": args.epochs, "seed": args.seed, "seconds": time.time() - t0,
+                "augment": args.augment, "val_fraction": args.val_fraction})
     print(f"{arch} on {data.name}: test error {100 * err:.2f}%, saved {args.output}")
     return 0
 
@@ -102,12 +111,43 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     q.add_argument("--finetune-lr", type=RATE, default=1e-4, help="centroid fine-tuning learning rate")
     p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels while retraining")
     p.add_argument("--seed", type=SEED, default=0, help="seed of k-means, shuffling and augmentation")
+    r = p.add_argument_group("checkpoints (a checkpoint per epoch, prune step and quantization)")
+    r.add_argument("--state-dir", type=Path, help="where checkpoints go (default: OUTPUT.state beside the output; "
+                                                  "removed when the run completes)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint (same options), as if never stopped")
+
+
+# what a checkpoint must agree on with the run resuming it (output paths and --data-dir may move)
+RESUME_OPTIONS = ("density", "quality", "prune_steps", "prune_epochs", "final_epochs", "lr", "bits", "zbits",
+                  "init", "finetune_epochs", "finetune_lr", "augment", "seed")
+
+
+def resume_options(args: argparse.Namespace, dataset: str, n_train: int) -> dict:
+    """The options of a run as the user spells them, plus what it compresses and on what."""
+    from hashlib import sha256
+
+    opts = {"--" + k.replace("_", "-"): getattr(args, k) for k in RESUME_OPTIONS}
+    digest = sha256(args.checkpoint.read_bytes()).hexdigest()[:16] if args.checkpoint.is_file() else None
+    return {**opts, "--dataset": dataset, "training images": n_train, "dense checkpoint sha256": digest}
 
 
 def run_compress(args: argparse.Namespace) -> int:
+    """Under torchrun (WORLD_SIZE > 1) every rank runs this; rank 0 alone writes and prints."""
+    from . import distributed
+
+    created = distributed.init_from_env("gloo")  # the CLI pipeline trains on the CPU, as in one process
+    code = _compress(args)
+    distributed.shutdown(created)  # only after success: on an error torchrun stops the other ranks
+    return code
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from . import distributed
     from .checkpoint import load_dense
     from .pipeline import CompressConfig, compress
     from .prune import PruneConfig
+    from .resume import Checkpoints, default_state_dir
     from .stats import format_table, layer_stats
     from .train import FitConfig
 
@@ -124,7 +164,11 @@ def run_compress(args: argparse.Namespace) -> int:
                            weight_decay=0.0, augment=args.augment),
         seed=args.seed,
     )
-    cm, report = compress(model, arch, data, cfg)
+    state = Checkpoints(args.state_dir or default_state_dir(args.output),
+                        resume_options(args, data.name, len(data.train)))
+    cm, report = compress(model, arch, data, cfg, checkpoints=state, resume=args.resume)
+    if not distributed.is_main():
+        return 0
     size = save(cm, args.output)
     stats = layer_stats(cm)
     report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats, dcz_crc32=file_crc(args.output))
@@ -133,6 +177,7 @@ def run_compress(args: argparse.Namespace) -> int:
     for name, st in report["stages"].items():
         print(f"  {name:<10} error {100 * st['error']:.2f}%  ({st['seconds']:.0f} s)")
     print(f"wrote {args.output}: {size} bytes, {cm.dense_bytes() / size:.1f}x")
+    state.clear()  # the .dcz and its report are written: nothing left to resume
     return 0
 
 

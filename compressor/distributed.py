@@ -53,12 +53,13 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_from_env() -> bool:
+def init_from_env(backend: str | None = None) -> bool:
     """Join the process group that ``torchrun`` describes; True if this call created it.
 
     Reads ``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``/``MASTER_PORT`` (the env://
-    rendezvous). A group the caller made already is used as it is. nccl
-    needs one GPU per process: each takes the one of its ``LOCAL_RANK``.
+    rendezvous). A group the caller made already is used as it is. ``backend``
+    None: nccl where CUDA is, each process on the GPU of its ``LOCAL_RANK``,
+    else gloo; a caller that trains on the CPU asks for gloo.
     """
     if not dist.is_available() or dist.is_initialized():
         return False
@@ -71,10 +72,10 @@ def init_from_env() -> bool:
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise DeepcompError(f"WORLD_SIZE={world} but {', '.join(missing)} unset: start the run with torchrun")
-    cuda = torch.cuda.is_available()
-    if cuda:
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    dist.init_process_group(backend=backend)
     return True
 
 

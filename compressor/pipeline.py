@@ -11,12 +11,15 @@ report is not needed to decode and is not part of the compressed size.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .contract.binfmt import MAX_TEXT
 from .contract.container import (
     MAX_DIM,
@@ -26,13 +29,14 @@ from .contract.container import (
     LayerRecord,
     best_zbits,
 )
-from .contract.data import Dataset
+from .contract.data import Dataset, Split
 from .contract.errors import DeepcompError
 from .models import compressible_layers
 from .plan import budget_problem
-from .prune import PruneConfig, iterative_prune, per_layer
-from .quantize import finetune, quantize_model, round_to_storage
-from .train import FitConfig, error_rate, seed_everything, to_tensor
+from .prune import Masks, PruneConfig, per_layer, prune_step
+from .quantize import LayerQuant, finetune, index_array, quantize_model, round_to_storage
+from .resume import Checkpoints
+from .train import FitConfig, error_rate, fit, seed_everything, to_tensor
 
 
 @dataclass
@@ -102,34 +106,56 @@ def _check_budget(layers: list[tuple[str, nn.Module]], densities: list[float]) -
         raise DeepcompError(f"model: {why}; raise --density")
 
 
-def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) -> tuple[CompressedModel, dict]:
-    """Prune, quantize and fine-tune ``model`` in place; return its container record and a report."""
+def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig,
+             checkpoints: Checkpoints | None = None, resume: bool = False) -> tuple[CompressedModel, dict]:
+    """Prune, quantize and fine-tune ``model`` in place; return its container record and a report.
+
+    With ``checkpoints`` every stage boundary is saved there (each retraining and
+    fine-tuning epoch, each prune step, quantization); ``resume`` continues from the
+    last one (same options required) and gives the uninterrupted run's result.
+    """
     check_config(model, arch, data, cfg)
     seed_everything(cfg.seed)
     layers = compressible_layers(model)
     bits = default_widths(layers, cfg.bits, 8, 5)
     zbits = default_widths(layers, None if cfg.zbits == "auto" else cfg.zbits, 5, 4)
-    report: dict = {"arch": arch, "dataset": data.name, "stages": {}}
+    ck = checkpoints.resume_state() if checkpoints is not None and resume else None
+    report: dict = ck["report"] if ck else {"arch": arch, "dataset": data.name, "stages": {}}
+    at = ck["stage"] if ck else "dense"
 
     def stage(name: str, t0: float) -> None:
         report["stages"][name] = {"error": error_rate(model, data.test), "seconds": round(time.time() - t0, 2)}
 
+    def save(state: dict) -> None:
+        if checkpoints is not None:
+            checkpoints.save({**state, "report": report})
+
     t0 = time.time()
-    stage("dense", t0)
+    if at == "dense":
+        stage("dense", t0)
+    if at in ("dense", "prune"):
+        t0 = time.time()
+        masks = prune_and_retrain(model, data.train, cfg, ck if at == "prune" else None, save)
+        stage("pruned", t0)
+        report["density"] = masks.density()
+        _check_budget(layers, list(report["density"].values()))  # before quantizing, when --quality is used
+        pruned = {n: m.weight.detach().numpy() for n, m in layers}
+        report["weight_hist"] = {n: _histogram(w[w != 0]) for n, w in pruned.items()}
+        t0 = time.time()
+        quants = distributed.on_rank0(lambda: quantize_model(model, bits, cfg.init, cfg.seed))
+        round_to_storage(model, quants)
+        stage("quantized", t0)
+        save({"stage": "quantized", "quants": quants_state(quants), "model": model.state_dict()})
+        resume_fit = None
+    else:
+        quants = quants_from_state(ck["quants"])
+        if at == "quantized":
+            model.load_state_dict(ck["model"])
+        resume_fit = ck.get("fit")
     t0 = time.time()
-    masks = iterative_prune(model, data.train, cfg.prune, cfg.retrain, cfg.seed)
-    stage("pruned", t0)
-    report["density"] = masks.density()
-    _check_budget(layers, list(report["density"].values()))  # before quantizing, when --quality is used
-    pruned = {n: m.weight.detach().numpy().copy() for n, m in layers}
-    t0 = time.time()
-    quants = quantize_model(model, bits, cfg.init, cfg.seed)
-    round_to_storage(model, quants)
-    stage("quantized", t0)
-    report["weight_hist"] = {q.name: _histogram(pruned[q.name][pruned[q.name] != 0])
-                             for q, (_, m) in zip(quants, layers, strict=True)}
-    t0 = time.time()
-    finetune(model, quants, data.train, cfg.finetune, cfg.seed)
+    saved = quants_state(quants)
+    finetune(model, quants, data.train, cfg.finetune, cfg.seed, resume=resume_fit,
+             on_epoch=lambda fs: save({"stage": "finetune", "quants": saved, "fit": fs}))
     stage("finetuned", t0)
     report["codebooks"] = {q.name: {"initial": q.initial_codebook.tolist(), "final": q.codebook.tolist()}
                            for q in quants}
@@ -147,6 +173,62 @@ def compress(model: nn.Module, arch: str, data: Dataset, cfg: CompressConfig) ->
             rec.zbits = best_zbits(rec)
     report["zbits"] = [rec.zbits for rec in records]
     return CompressedModel(arch, records), report
+
+
+def prune_and_retrain(model: nn.Module, data: Split, cfg: CompressConfig, ck: dict | None,
+                      save: Callable[[dict], None]) -> Masks:
+    """``cfg.prune.steps`` prune steps, each retrained; a checkpoint per epoch and per step.
+
+    ``ck`` (a "prune" checkpoint) continues inside the step it was taken in. Each
+    step's masks are rank 0's (``distributed.on_rank0``): equal on every rank.
+    """
+    p = cfg.prune
+    if p.density is None and p.quality is None:
+        raise ValueError("pruning needs a density or a quality parameter")
+    masks = Masks(model)
+    if ck is None:
+        std0 = {name: float(m.weight.detach().std()) for name, m in masks.layers}
+        first, resume_fit = 1, None
+    else:
+        masks.masks, std0, first, resume_fit = ck["masks"], ck["std0"], ck["step"], ck["fit"]
+        if resume_fit is None:  # the step was complete: its weights, then the next step
+            model.load_state_dict(ck["model"])
+            first += 1
+    for step in range(first, p.steps + 1):
+        if resume_fit is None:
+            masks.masks = distributed.on_rank0(partial(_pruned, model, masks, p, step / p.steps, std0))
+            masks.apply()
+        where = {"stage": "prune", "step": step, "std0": std0}
+        epochs = p.final_epochs if step == p.steps else p.epochs_per_step
+        fit(model, data, replace(cfg.retrain, epochs=epochs), seed=cfg.seed + step, hooks=masks.hooks(),
+            desc=f"prune {step}/{p.steps}", resume=resume_fit,
+            on_epoch=lambda fs, where=where: save({**where, "masks": masks.masks, "fit": fs}))
+        resume_fit = None
+        save({**where, "masks": masks.masks, "fit": None, "model": model.state_dict()})
+    masks.apply()
+    return masks
+
+
+def _pruned(model: nn.Module, masks: Masks, p: PruneConfig, frac: float, std0: dict) -> dict:
+    prune_step(model, masks, p, frac, std0)
+    return masks.masks
+
+
+def quants_state(quants: list[LayerQuant]) -> list[dict]:
+    """Codebooks and indices as tensors (a checkpoint is loaded with ``weights_only``)."""
+    return [{"name": q.name, "codebook": torch.from_numpy(q.codebook.copy()),
+             "index": torch.from_numpy(np.ascontiguousarray(q.index)), "bits": q.bits,
+             "initial": torch.from_numpy(q.initial_codebook.copy())} for q in quants]
+
+
+def quants_from_state(state: list[dict]) -> list[LayerQuant]:
+    quants = []
+    for s in state:
+        index = index_array(tuple(s["index"].shape))  # the column-major layout quantize_layer makes
+        index[...] = s["index"].numpy()
+        quants.append(LayerQuant(s["name"], s["codebook"].numpy().copy(), index, int(s["bits"]),
+                                 s["initial"].numpy().copy()))
+    return quants
 
 
 def _histogram(x: np.ndarray, bins: int = 120) -> dict:

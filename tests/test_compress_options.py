@@ -48,13 +48,13 @@ def test_refused_up_front_or_read_back_exactly(digits, tmp_path_factory, bits, z
                          finetune=FitConfig(epochs=0, optimizer="adam", weight_decay=0.0))
     import compressor.pipeline as pipeline
 
-    real_prune = pipeline.iterative_prune
+    real_prune = pipeline.prune_and_retrain
 
     def spy(*a, **k):  # training starts here: after it, refusing is too late
         trained.append(True)
         return real_prune(*a, **k)
 
-    pipeline.iterative_prune = spy
+    pipeline.prune_and_retrain = spy
     try:
         cm, _ = compress(model, arch, digits, cfg)
     except DeepcompError:
@@ -62,7 +62,7 @@ def test_refused_up_front_or_read_back_exactly(digits, tmp_path_factory, bits, z
         event("refused")
         return
     finally:
-        pipeline.iterative_prune = real_prune
+        pipeline.prune_and_retrain = real_prune
     path = tmp_path_factory.mktemp("opts") / "m.dcz"
     save(cm, path)
     back = load(path)
