@@ -111,6 +111,13 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     q.add_argument("--finetune-lr", type=RATE, default=1e-4, help="centroid fine-tuning learning rate")
     p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels while retraining")
     p.add_argument("--seed", type=SEED, default=0, help="seed of k-means, shuffling and augmentation")
+    b = p.add_argument_group("accuracy budget (instead of --density/--quality, --bits, --zbits)")
+    b.add_argument("--max-loss", type=bounded(float, 0, 100), metavar="PP",
+                   help="top-1 accuracy the result may lose, in percentage points on a validation split held "
+                        "out from the training images: densities, bits and zbits are searched (compressor/budget.py)")
+    b.add_argument("--val-fraction", type=bounded(float, 0, 1, above=True),
+                   help="with --max-loss: the held-out fraction (default: the dense checkpoint's "
+                        "--val-fraction, else 0.1)")
     r = p.add_argument_group("checkpoints (a checkpoint per epoch, prune step and quantization)")
     r.add_argument("--state-dir", type=Path, help="where checkpoints go (default: OUTPUT.state beside the output; "
                                                   "removed when the run completes)")
@@ -148,11 +155,15 @@ def _compress(args: argparse.Namespace) -> int:
     from .pipeline import CompressConfig, compress
     from .prune import PruneConfig
     from .resume import Checkpoints, default_state_dir
-    from .stats import format_table, layer_stats
     from .train import FitConfig
 
-    model, arch, trained_on, _ = load_dense(args.checkpoint)
+    model, arch, trained_on, dense_meta = load_dense(args.checkpoint)
     data = load_dataset(args.dataset or trained_on, args.data_dir)
+    if args.max_loss is not None:
+        from .budget import compress_to_budget, config_from_args
+
+        cm, report = compress_to_budget(model, arch, data, config_from_args(args, dense_meta))
+        return _write_compressed(args, cm, report, None)
     density = args.density if args.density or args.quality else [0.08, 0.09, 0.26]
     cfg = CompressConfig(
         prune=PruneConfig(density=None if args.quality else density, quality=args.quality,
@@ -169,6 +180,12 @@ def _compress(args: argparse.Namespace) -> int:
     cm, report = compress(model, arch, data, cfg, checkpoints=state, resume=args.resume)
     if not distributed.is_main():
         return 0
+    return _write_compressed(args, cm, report, state)
+
+
+def _write_compressed(args: argparse.Namespace, cm: CompressedModel, report: dict, state) -> int:
+    from .stats import format_table, layer_stats
+
     size = save(cm, args.output)
     stats = layer_stats(cm)
     report.update(bytes=size, ratio=cm.dense_bytes() / size, stats=stats, dcz_crc32=file_crc(args.output))
@@ -177,7 +194,8 @@ def _compress(args: argparse.Namespace) -> int:
     for name, st in report["stages"].items():
         print(f"  {name:<10} error {100 * st['error']:.2f}%  ({st['seconds']:.0f} s)")
     print(f"wrote {args.output}: {size} bytes, {cm.dense_bytes() / size:.1f}x")
-    state.clear()  # the .dcz and its report are written: nothing left to resume
+    if state is not None:
+        state.clear()  # the .dcz and its report are written: nothing left to resume
     return 0
 
 
@@ -278,8 +296,16 @@ def add_stats_args(p: argparse.ArgumentParser) -> None:
 def run_stats(args: argparse.Namespace) -> int:
     from .stats import format_table, layer_stats
 
+    from .stats import format_budget
+
     stats = layer_stats(load(args.model))
-    emit(args, stats, format_table(stats))
+    budget = (read_meta(args.model) or {}).get("budget")
+    text = format_table(stats)
+    if budget:  # what compress --max-loss decided, from the report beside the file
+        stats["budget"] = {k: budget[k] for k in ("max_loss_pp", "dense_val_error", "final_val_error",
+                                                  "val_loss_pp", "settings", "sensitivity")}
+        text += "\n" + format_budget(budget)
+    emit(args, stats, text)
     return 0
 
 

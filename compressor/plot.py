@@ -6,6 +6,8 @@ come from the ``.meta.json`` report written by ``compress``; without it the
 figure shows the quantized weights and final codebook only.
 Fig. 5: histograms of the weight-index and relative-index symbols.
 Fig. 11: storage breakdown (weights, indices, codebooks, biases, overhead).
+``compress --max-loss`` runs add sensitivity.png: each layer's validation error
+pruned alone, against density, with the densities the search chose.
 """
 
 from __future__ import annotations
@@ -86,6 +88,26 @@ def plot_storage(cm: CompressedModel, out: Path) -> tuple[str, bytes]:
     return _save(fig, out / "storage.png")
 
 
+def plot_sensitivity(budget: dict, out: Path) -> tuple[str, bytes]:
+    """Validation error with each layer pruned alone (cf. the pruning paper's Fig. 6), the chosen densities marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in budget["sensitivity"].items():
+        line, = ax.plot(curve["density"], [100 * e for e in curve["val_error"]], ".-", label=name)
+        chosen = budget["settings"].get(name, {}).get("density")
+        if chosen is not None:
+            ax.axvline(chosen, color=line.get_color(), ls=":", lw=1)
+    ax.axhline(100 * budget["limit_val_error"], color="k", ls="--", lw=1,
+               label=f"budget: dense + {budget['max_loss_pp']:g} pp")
+    ax.set_xscale("log")
+    ax.set_xlabel("density of the layer alone (no retraining); dotted: chosen after retraining")
+    ax.set_ylabel("validation error %")
+    ax.set_title("Sensitivity of each layer to pruning (compress --max-loss)")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "sensitivity.png")
+
+
 def plot_all(cm: CompressedModel, report: dict | None, out: Path) -> list[Path]:
     figures = [plot_codebooks(cm, report, out), plot_symbols(cm, out), plot_storage(cm, out)]
+    if report and "budget" in report:
+        figures.append(plot_sensitivity(report["budget"], out))
     return atomic_write_many(out, dict(figures))

@@ -75,3 +75,24 @@ def format_table(stats: dict) -> str:
     lines.append(f"file {t['bytes']} bytes vs dense float32 {t['dense_bytes']} bytes "
                  f"({t['params']} params): {t['rate_pqh']:.1f}x")
     return "\n".join(lines)
+
+
+def format_budget(budget: dict) -> str:
+    """What ``compress --max-loss`` decided (from the report beside the ``.dcz``): settings per layer."""
+    lines = [f"accuracy budget: --max-loss {budget['max_loss_pp']:g} pp on {budget['val_images']} validation images: "
+             f"error {100 * budget['dense_val_error']:.2f}% -> {100 * budget['final_val_error']:.2f}% "
+             f"(loss {budget['val_loss_pp']:.2f} pp, {'within' if budget['within_budget'] else 'OVER'} budget), "
+             f"search {budget['seconds']['search']:.0f} s",
+             f"{'layer':<10} {'density':>8} {'nonzeros':>8} {'bits':>4} {'zbits':>5}  "
+             "density alone at +1 pp validation error"]
+    for name, s in budget["settings"].items():
+        curve = budget["sensitivity"].get(name, {})
+        lines.append(f"{name:<10} {100 * s['density']:>7.2f}% {s['nonzeros']:>8} {s['bits']:>4} {s['zbits']:>5}  "
+                     f"{_density_at(curve, budget['dense_val_error'] + 0.01)}")
+    return "\n".join(lines)
+
+
+def _density_at(curve: dict, error: float) -> str:
+    """The lowest scanned density whose error (the layer pruned alone) is still at most ``error``."""
+    ok = [d for d, e in zip(curve.get("density", []), curve.get("val_error", []), strict=True) if e <= error]
+    return f"{100 * min(ok):.2f}%" if ok else "-"
