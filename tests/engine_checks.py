@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.contract.golden import decode_rom, infer
+from compressor.contract.golden import Timing, decode_rom, infer
 from compressor.contract.rom import parse
 
 
-def check_against_golden(image: bytes, x: np.ndarray, results: list[dict]) -> None:
+def check_against_golden(image: bytes, x: np.ndarray, results: list[dict],
+                         timing: Timing | None = None) -> None:
     """Every logit, the class and the cycle count of every inference equal the golden model's:
     the hardware is only trusted where it agrees with ``compressor.contract.golden`` to the integer and the cycle."""
-    g = infer(decode_rom(parse(image)), x)
+    g = infer(decode_rom(parse(image)), x, timing or Timing())
     assert len(results) == len(x)
     for i, r in enumerate(results):
         assert r["error"] == 0, f"input {i}: engine error {r['error']}"

@@ -74,6 +74,37 @@ def test_flash_commands(tmp_path, monkeypatch):
     assert flash_command("ulx3s", tmp_path, to_flash=True) == ["openFPGALoader", "-b", "ulx3s", "-f", bitf]
 
 
+def test_flash_rom_behind_the_bitstream(cli, tmp_path, monkeypatch):
+    """`board flash icebreaker DIR --rom`: iceprog writes the image at 1 MiB, only the one DIR was built for."""
+    from boards.cli import rom_flash_command
+
+    monkeypatch.delenv("ICEPROG", raising=False)
+    image = build(extreme_net(np.random.default_rng(1)), 1)
+    other = build(extreme_net(np.random.default_rng(2)), 1)
+    (tmp_path / "deepcomp.bin").write_bytes(b"\xff")
+    (tmp_path / "rom.bin").write_bytes(image)
+    (tmp_path / "m.rom").write_bytes(image)
+    (tmp_path / "o.rom").write_bytes(other)
+    assert rom_flash_command(tmp_path, tmp_path / "m.rom") == ["iceprog", "-o", "1024k", str(tmp_path / "rom.bin")]
+    code, _, err = cli("board", "flash", "icebreaker", tmp_path, "--rom", tmp_path / "o.rom")
+    assert code == 2 and "not the image" in err and err.count("\n") == 1
+    code, _, err = cli("board", "flash", "ulx3s", tmp_path, "--rom", tmp_path / "m.rom")
+    assert code == 2 and "the ulx3s bitstream carries its ROM" in err
+
+
+def test_baud_divisor_check():
+    from boards.link import uart_divisor
+    from compressor.contract.errors import DeepcompError
+
+    assert uart_divisor("icebreaker", 24e6, 3_000_000) == 8
+    assert uart_divisor("ulx3s", 50e6, 3_000_000) == 17  # 2.94 Mbaud, -1.96 %: accepted
+    assert uart_divisor("ulx3s", 50e6, 115_200) == 434
+    with pytest.raises(DeepcompError, match=r"\(\+4.2 %\), more than 2 % off"):
+        uart_divisor("ulx3s", 50e6, 4_000_000)
+    with pytest.raises(DeepcompError, match="fewer than 8"):
+        uart_divisor("icebreaker", 24e6, 6_000_000)
+
+
 def test_ice40_pll_dividers():
     for f in (16, 24, 25, 30, 36, 48):
         c = ice40_pll(12.0, f)

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from compressor.contract.rom import build
+from compressor.contract.rom import build, parse
 from sim.testnets import extreme_net
 from tests.engine_checks import check_against_golden, extreme_inputs
 
@@ -23,20 +23,25 @@ pytest.importorskip("cocotb_tools")
 from sim import engine_sim  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=[1, 2, 3, 4, 16])
+@pytest.fixture(scope="module", params=[1, 2, 3, 4, 16, "1-fifo4"])
 def extreme(request, tmp_path_factory):
-    n = request.param
+    """N PEs; ``1-fifo4``: one PE with the iCEBreaker's 4-entry activation FIFO."""
+    from hdl.params import fit
+
+    n, fifo = (1, 4) if request.param == "1-fifo4" else (request.param, None)
     rng = np.random.default_rng(100 + n)
     image = build(extreme_net(rng), n, max_len=10)
-    b = engine_sim.build(image, tmp_path_factory.mktemp(f"extreme{n}"))
+    params = fit(parse(image), fifo_depth=fifo) if fifo else None
+    b = engine_sim.build(image, tmp_path_factory.mktemp(f"extreme{request.param}"), params=params)
     return image, b, rng, n
 
 
 def test_extreme_layers_match_golden(extreme):
-    """Empty columns, one PE holding everything, gaps beyond 2**zbits, 0 and 255 inputs."""
+    """Empty columns, one PE holding everything, gaps beyond 2**zbits, 0 and 255 inputs;
+    the cycle model with the build's FIFO depth."""
     image, b, rng, _ = extreme
     x = extreme_inputs(rng, 64)
-    check_against_golden(image, x, engine_sim.run(b, x))
+    check_against_golden(image, x, engine_sim.run(b, x), b.params.timing())
 
 
 @pytest.mark.parametrize("extreme", [2], indirect=True)
