@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
 
 from . import distributed
 from .contract.container import CompressedModel, best_zbits
@@ -33,6 +32,7 @@ from .fold import fold_batchnorm
 from .kmeans import INITS, kmeans_1d
 from .plan import Plan, check_plan, per_target, plan_model
 from .restore import apply_to, dense_arrays, layer_record, round_to_file
+from .resume import Checkpoints, loader_generators
 
 DEFAULT_BITS = {"conv": 8, "linear": 5, "embedding": 5, "matrix": 5}
 DEFAULT_ZBITS = {"conv": 5, "linear": 4, "embedding": 4, "matrix": 4}
@@ -148,6 +148,21 @@ class Compressor:
             out[t.key] = (torch.from_numpy(codebook), torch.from_numpy(index))
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        """Masks, and once quantized indices and codebooks (CPU tensors): a checkpoint's part."""
+        return {"masks": {k: m.cpu() for k, m in self.masks.items()},
+                "index": None if self.index is None else {k: i.cpu() for k, i in self.index.items()},
+                "codebooks": dict(self.codebooks)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the model's own weights load separately)."""
+        dev = {t.key: t.weight.device for t in self.plan.targets}
+        if set(state["masks"]) != set(dev):
+            raise DeepcompError("compressor state: its layers are not this model's")
+        self.masks = {k: m.to(dev[k]) for k, m in state["masks"].items()}
+        self.index = None if state["index"] is None else {k: i.to(dev[k]) for k, i in state["index"].items()}
+        self.codebooks = dict(state["codebooks"])
+
     def enforce(self) -> None:
         """Pruned weights to zero; once quantized, each cluster to its mean (its centroid)."""
         with torch.no_grad():
@@ -258,45 +273,18 @@ def _first_batch_runs(model: nn.Module, loader: Iterable, step: Step) -> Batch:
     return batch
 
 
-def _same_batches_on_all_ranks(loader: Iterable, batch: Batch) -> None:
-    """Each rank keeps its share of every batch, so every rank's loader must yield the same ones.
-
-    Checked on the first batch (the one ``_first_batch_runs`` drew: drawing another
-    would move a shuffled loader's RNG, and the 1-process run does not) by a
-    fingerprint that also depends on the order of its rows.
-    """
-    if distributed.world_size() == 1 or _distributed_sampler(loader) is not None:
-        return
-    t = next((x for x in _tensors(batch) if x.dim() and x.shape[0]), None)
-    value = 0.0
-    if t is not None:
-        rows = t.detach().cpu().double().reshape(t.shape[0], -1).sum(1)
-        value = float((rows * torch.arange(1, len(rows) + 1, dtype=torch.float64)).sum())
-    if not distributed.same_on_all_ranks(value):
-        raise DeepcompError("train_loader: the ranks' loaders yield different batches; seed its shuffling "
-                            "(DataLoader(..., generator=torch.Generator().manual_seed(0))) or shard it "
-                            "with a DistributedSampler")
-
-
-def _tensors(batch: Batch) -> Iterable[torch.Tensor]:
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, (tuple, list, dict)):
-        for b in batch.values() if isinstance(batch, dict) else batch:
-            yield from _tensors(b)
-
-
 def train_epochs(model: nn.Module, loader: Iterable, step: Step, optimizer: torch.optim.Optimizer,
-                 epochs: int, first_epoch: int = 0) -> float:
+                 epochs: int, first_epoch: int = 0, on_epoch: Callable[[int], None] | None = None) -> float:
     """Plain loop: ``loss = step(model, batch)``, backward, ``optimizer.step()``; mean loss of the last epoch.
 
     Under ``torchrun`` ``step`` gets the DDP-wrapped model and this rank's rows of each
     batch, its loss (a mean over the batch) weighted so that DDP's mean over ranks is the
     whole batch's gradient; a loader sharded by a ``DistributedSampler`` is used as it is
-    (``set_epoch(first_epoch + e)`` each epoch). See :func:`compress`.
+    (``set_epoch(first_epoch + e)`` each epoch). ``on_epoch(e)`` follows epoch ``e`` (1, 2, ...).
+    See :func:`compress`.
     """
     mean = float("nan")
-    sampler = _distributed_sampler(loader)
+    sampler = distributed.sampler_of(loader)
     world = distributed.world_size()
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     with distributed.data_parallel(model, trainable, find_unused=True) as net:
@@ -309,7 +297,7 @@ def train_epochs(model: nn.Module, loader: Iterable, step: Step, optimizer: torc
                 optimizer.zero_grad(set_to_none=True)
                 share, weight = batch, 1.0
                 if world > 1 and sampler is None:
-                    share, weight = _rank_share(batch)
+                    share, weight = distributed.rank_share(batch)
                 loss = step(net, share)
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise DeepcompError(f"train_step: must return a scalar loss tensor, got {type(loss).__name__}")
@@ -319,29 +307,10 @@ def train_epochs(model: nn.Module, loader: Iterable, step: Step, optimizer: torc
             if n == 0:
                 raise DeepcompError("train_loader: yields no batches")
             mean = total / n
+            if on_epoch is not None:
+                on_epoch(e + 1)
     model.eval()
     return mean
-
-
-def _distributed_sampler(loader: Iterable) -> DistributedSampler | None:
-    """The ``DistributedSampler`` a loader shards with (its own or its batch sampler's), if any."""
-    for s in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        if isinstance(s, DistributedSampler):
-            return s
-    return None
-
-
-def _rank_share(batch: Batch) -> tuple[Batch, float]:
-    """This rank's rows of a global batch and the weight of their mean loss."""
-    n = distributed.batch_rows(batch)
-    if n is None:
-        raise DeepcompError(f"train_loader: a batch ({type(batch).__name__}) holds no tensor to share among "
-                            "ranks; shard the loader with a DistributedSampler")
-    if n < distributed.world_size():
-        raise DeepcompError(f"train_loader: a batch of {n} rows cannot be shared by "
-                            f"{distributed.world_size()} processes; use a larger batch or drop_last=True")
-    rows = distributed.share(n)
-    return distributed.split_batch(batch, rows), distributed.loss_scale(rows.stop - rows.start, n)
 
 
 @torch.no_grad()
@@ -374,7 +343,8 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
              prune_steps: int = 3, prune_epochs: int = 1, finetune_epochs: int = 1,
              train_step: Step | None = None, eval_loader: Iterable | None = None,
              eval_step: Callable | None = None, arch: str | None = None,
-             program: tuple[int, bytes] | None = None, **options: Any) -> tuple[CompressedModel, dict]:
+             program: tuple[int, bytes] | None = None, state_dir: str | Path | None = None,
+             resume: bool = False, **options: Any) -> tuple[CompressedModel, dict]:
     """Prune in ``prune_steps`` steps of ``prune_epochs`` each, quantize, fine-tune; the record and a report.
 
     The first batch is run once, without gradients, before anything else: a
@@ -383,6 +353,18 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
     ``optimizer`` is an optimizer over ``model``'s parameters, a factory ``params -> optimizer``
     (a fresh one per phase) or None (SGD, lr 0.01, momentum 0.9). ``options`` go to
     :class:`Compressor` (bits, zbits, keep_dense, dense_dtype, bias_dtype, init, seed, fold_bn).
+
+    ``state_dir``: a checkpoint after every epoch (and quantization) goes there, and
+    ``resume=True`` continues from the last one: model, compressor, optimizer, torch's
+    global RNG and the loader's generators, so the result is the uninterrupted run's.
+    The last checkpoint stays (resuming from it returns the same record); remove the
+    directory once the file is saved.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) this joins the process group and trains in
+    DDP; every rank iterates ``train_loader``, which must then yield the same batches on
+    every rank (seed its shuffling), and trains on its share of each; or shard it with a
+    ``DistributedSampler`` (then it is used as it is). ``train_step`` gets the DDP model.
+    Every rank returns the same record: save it on rank 0 (``compressor.distributed.is_main()``).
     """
     _check_loader(train_loader, "train_loader")
     if eval_loader is not None:
@@ -394,9 +376,11 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
                         ("finetune_epochs", finetune_epochs, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise DeepcompError(f"{what}: {v!r} is not an integer >= {lo}")
+    if resume and state_dir is None:
+        raise DeepcompError("resume: needs the state_dir the checkpoints were written to")
     distributed.init_from_env()  # under torchrun: join its group (left to the caller to destroy)
     comp = Compressor(model, density=density, **options)
-    _same_batches_on_all_ranks(train_loader, _first_batch_runs(model, train_loader, step))
+    distributed.check_same_batches(train_loader, _first_batch_runs(model, train_loader, step))
 
     def make_optimizer() -> torch.optim.Optimizer:
         if isinstance(optimizer, torch.optim.Optimizer):
@@ -407,29 +391,64 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
             raise DeepcompError(f"optimizer: expected an Optimizer or a factory, got {type(optimizer).__name__}")
         return optimizer(model.parameters())
 
+    schedule = {"prune_steps": prune_steps, "prune_epochs": prune_epochs, "finetune_epochs": finetune_epochs}
+    state = None if state_dir is None else Checkpoints(
+        state_dir, {"density": density, **schedule, **options, "layers": comp.plan.table()}, "resume=True")
+    ck = state.resume_state() if state is not None and resume else None
+    gens = loader_generators(train_loader)
     report: dict = {"plan": {**comp.plan.table(), "folded": comp.folded}, "stages": {}}
+    at, done = "dense", (0, 0)  # the stage reached, and (prune step, epoch) or (0, fine-tuning epoch)
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        comp.load_state_dict(ck["compressor"])
+        for g, st in zip(gens, ck["generators"], strict=True):
+            g.set_state(st)
+        report, at, done = ck["report"], ck["stage"], tuple(ck["done"])
+
+    def save(stage_name: str, reached: tuple[int, int], opt: torch.optim.Optimizer | None) -> None:
+        if state is not None:
+            state.save({"stage": stage_name, "done": list(reached), "model": model.state_dict(),
+                        "compressor": comp.state_dict(), "report": report,
+                        "optimizer": None if opt is None else opt.state_dict(),
+                        "generators": [g.get_state() for g in gens]})
 
     def stage(name: str, t0: float) -> None:
         got = evaluate(model, eval_loader, loss_fn, eval_step) if eval_loader is not None else {}
         report["stages"][name] = {**got, "seconds": round(time.time() - t0, 2)}
 
     t0 = time.time()
-    stage("dense", t0)
-    opt = make_optimizer()
-    hook = opt.register_step_post_hook(lambda *_: comp.enforce())
-    for k in range(1, prune_steps + 1):
-        comp.prune(k / prune_steps)
-        train_epochs(model, train_loader, step, opt, prune_epochs, (k - 1) * prune_epochs)
-    hook.remove()
-    stage("pruned", t0)
-    report["density"] = comp.densities()
+    if at == "dense":
+        stage("dense", t0)
+    if at in ("dense", "prune"):
+        opt = make_optimizer()
+        if at == "prune":
+            opt.load_state_dict(ck["optimizer"])
+        hook = opt.register_step_post_hook(lambda *_: comp.enforce())
+        k0, e0 = done if at == "prune" and done[1] < prune_epochs else (done[0] + 1, 0)
+        for k in range(k0, prune_steps + 1):
+            first = e0 if k == k0 else 0
+            if first == 0:
+                comp.prune(k / prune_steps)
+                if prune_epochs == 0:
+                    save("prune", (k, 0), opt)
+            train_epochs(model, train_loader, step, opt, prune_epochs - first, (k - 1) * prune_epochs + first,
+                         lambda e, k=k, first=first: save("prune", (k, first + e), opt))
+        hook.remove()
+        stage("pruned", t0)
+        report["density"] = comp.densities()
+        t0 = time.time()
+        comp.quantize()
+        stage("quantized", t0)
+        save("quantized", (0, 0), None)
+        at, done = "quantized", (0, 0)
     t0 = time.time()
-    comp.quantize()
-    stage("quantized", t0)
-    t0 = time.time()
     opt = make_optimizer()
+    if at == "finetune":
+        opt.load_state_dict(ck["optimizer"])
     hook = opt.register_step_post_hook(lambda *_: comp.enforce())
-    train_epochs(model, train_loader, step, opt, finetune_epochs, prune_steps * prune_epochs)
+    e0 = done[1]
+    train_epochs(model, train_loader, step, opt, finetune_epochs - e0, prune_steps * prune_epochs + e0,
+                 lambda e: save("finetune", (0, e0 + e), opt))
     hook.remove()
     cm = comp.finish(arch, program)
     stage("finetuned", t0)

@@ -162,8 +162,10 @@ def _compress(args: argparse.Namespace) -> int:
     if args.max_loss is not None:
         from .budget import compress_to_budget, config_from_args
 
+        if args.resume:
+            raise DeepcompError("--resume: the --max-loss search writes no checkpoints to resume from")
         cm, report = compress_to_budget(model, arch, data, config_from_args(args, dense_meta))
-        return _write_compressed(args, cm, report, None)
+        return _write_compressed(args, cm, report, None) if distributed.is_main() else 0
     density = args.density if args.density or args.quality else [0.08, 0.09, 0.26]
     cfg = CompressConfig(
         prune=PruneConfig(density=None if args.quality else density, quality=args.quality,

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from .contract.errors import DeepcompError
 
@@ -162,14 +163,7 @@ def split_batch(batch: Any, rows: slice) -> Any:
 
 def batch_rows(batch: Any) -> int | None:
     """Rows of the first tensor of a batch (its batch size), None if it holds no tensor."""
-    if isinstance(batch, torch.Tensor):
-        return batch.shape[0] if batch.dim() else None
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else ()
-    for b in items:
-        n = batch_rows(b)
-        if n is not None:
-            return n
-    return None
+    return next((t.shape[0] for t in _tensors(batch) if t.dim()), None)
 
 
 def same_on_all_ranks(value: float) -> bool:
@@ -179,3 +173,52 @@ def same_on_all_ranks(value: float) -> bool:
     t = torch.tensor([value, -value], dtype=torch.float64, device=device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)  # [max v, -min v]: the same answer on every rank
     return bool(t[0].item() == -t[1].item())
+
+
+def check_same_batches(loader: Iterable, batch: Any) -> None:
+    """Each rank keeps its share of every batch, so every rank's loader must yield the same ones.
+
+    Checked on the first batch (the one the caller drew already: drawing another
+    would move a shuffled loader's RNG, and the 1-process run does not) by a
+    fingerprint that also depends on the order of its rows.
+    """
+    if world_size() == 1 or sampler_of(loader) is not None:
+        return
+    t = next((x for x in _tensors(batch) if x.dim() and x.shape[0]), None)
+    value = 0.0
+    if t is not None:
+        rows = t.detach().cpu().double().reshape(t.shape[0], -1).sum(1)
+        value = float((rows * torch.arange(1, len(rows) + 1, dtype=torch.float64)).sum())
+    if not same_on_all_ranks(value):
+        raise DeepcompError("train_loader: the ranks' loaders yield different batches; seed its shuffling "
+                            "(DataLoader(..., generator=torch.Generator().manual_seed(0))) or shard it "
+                            "with a DistributedSampler")
+
+
+def _tensors(batch: Any) -> Iterable[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, (tuple, list, dict)):
+        for b in batch.values() if isinstance(batch, dict) else batch:
+            yield from _tensors(b)
+
+
+def sampler_of(loader: Iterable) -> DistributedSampler | None:
+    """The ``DistributedSampler`` a loader shards with (its own or its batch sampler's), if any."""
+    for s in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if isinstance(s, DistributedSampler):
+            return s
+    return None
+
+
+def rank_share(batch: Any) -> tuple[Any, float]:
+    """This rank's rows of a global batch and the weight of their mean loss."""
+    n = batch_rows(batch)
+    if n is None:
+        raise DeepcompError(f"train_loader: a batch ({type(batch).__name__}) holds no tensor to share among "
+                            "ranks; shard the loader with a DistributedSampler")
+    if n < world_size():
+        raise DeepcompError(f"train_loader: a batch of {n} rows cannot be shared by "
+                            f"{world_size()} processes; use a larger batch or drop_last=True")
+    rows = share(n)
+    return split_batch(batch, rows), loss_scale(rows.stop - rows.start, n)

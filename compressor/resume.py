@@ -77,10 +77,11 @@ def set_rng_states(s: Mapping[str, Any]) -> None:
 class Checkpoints:
     """The state directory of one run: ``save`` a stage, ``resume_state``, ``clear`` when done."""
 
-    def __init__(self, directory: str | Path, options: Mapping[str, Any]) -> None:
+    def __init__(self, directory: str | Path, options: Mapping[str, Any], restart: str = "--resume") -> None:
         self.directory = Path(directory)
         self.path = self.directory / NAME
         self.options = _plain(options)
+        self.restart = restart  # how the user asked to resume, named in the mismatch message
 
     def save(self, state: Mapping[str, Any]) -> None:
         """Replace the checkpoint with ``state`` (rank 0 only; serialised before returning)."""
@@ -120,7 +121,8 @@ class Checkpoints:
             if old.get(key) != self.options.get(key):
                 raise DeepcompError(
                     f"{self.path}: made with {key} {_show(old.get(key))}, this run has "
-                    f"{_show(self.options.get(key))}; resume with the same options, or run without --resume")
+                    f"{_show(self.options.get(key))}; resume with the same options, or start over "
+                    f"without {self.restart}")
         return ck
 
     def clear(self) -> None:
@@ -132,3 +134,18 @@ class Checkpoints:
             self.directory.rmdir()
         except OSError:  # not empty (the user's own files, a stale temporary file) or already gone
             pass
+
+
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """The generators a DataLoader shuffles with (its own, its sampler's): saved with a checkpoint.
+
+    A loader without one draws from torch's global generator, which ``rng_states`` saves.
+    """
+    found: list[torch.Generator] = []
+    sampler = getattr(loader, "sampler", None)
+    inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    for owner in (loader, sampler, inner):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found

@@ -119,7 +119,7 @@ def test_resume_with_other_options_is_one_line(dense, tmp_path, monkeypatch, cap
     assert main(["compress", str(dense), "-o", str(out), "--resume", *quick, "--seed", "7"]) == 2
     err = capsys.readouterr().err
     assert err == (f"deepcomp: {tmp_path / 'o.dcz.state' / 'checkpoint.pt'}: made with --seed 0, this run "
-                   "has 7; resume with the same options, or run without --resume\n")
+                   "has 7; resume with the same options, or start over without --resume\n")
     (tmp_path / "o.dcz.state" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert main(["compress", str(dense), "-o", str(out), "--resume", *quick]) == 2
     err = capsys.readouterr().err
@@ -134,3 +134,40 @@ def test_resume_without_a_checkpoint_starts_over(dense, tmp_path, capsys):
     assert main(["compress", str(dense), "-o", str(b), "--resume", *quick]) == 0
     assert "no checkpoint in" in capsys.readouterr().err
     assert a.read_bytes() == b.read_bytes()
+
+
+def api_run(state_dir: Path | None, resume_: bool = False) -> bytes:
+    """api.compress over a shuffled DataLoader with its own generator (saved with each checkpoint)."""
+    from torch import nn
+
+    from compressor import api
+    from compressor.contract.container import encode
+    from compressor.contract.data import load_dataset
+
+    data = load_dataset("digits")
+    x = torch.from_numpy(data.train.images[:512]).float().div(255).flatten(1)
+    y = torch.from_numpy(data.train.labels[:512]).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 24), nn.Dropout(0.1), nn.ReLU(), nn.Linear(24, 10))  # dropout: global RNG
+    cm, _ = api.compress(model, loader, nn.functional.cross_entropy, density=0.4, bits=4, prune_steps=2,
+                         prune_epochs=2, finetune_epochs=2, state_dir=state_dir, resume=resume_,
+                         optimizer=lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9))
+    return encode(cm)
+
+
+API_STAGES = ["prune"] * 4 + ["quantized", "finetune", "finetune"]
+
+
+def test_api_resume_after_every_checkpoint(tmp_path, monkeypatch):
+    reference = api_run(None)
+    for k in range(1, len(API_STAGES) + 1):
+        state = tmp_path / f"s{k}"
+        with monkeypatch.context() as m:
+            saved = stop_after(m, k)
+            with pytest.raises(Stop):
+                api_run(state)
+        assert saved == API_STAGES[:k]
+        assert api_run(state, resume_=True) == reference, f"resumed after checkpoint {k} ({API_STAGES[k - 1]})"
+    assert api_run(state, resume_=True) == reference  # from the last checkpoint, which stays
