@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,20 @@ from compressor.contract.container import CompressedModel, LayerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("DEEPCOMP_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch on ``n`` threads meanwhile. Why one for training tests: each torchrun worker has one,
+    and on a busy 2-core machine two threads contend with the other jobs (3x slower here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def mnist_or_skip() -> Path:

@@ -22,6 +22,7 @@ import torch
 from compressor import distributed
 from compressor.cli import main
 from compressor.contract.container import CompressedModel, load
+from tests.conftest import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 # uneven last batch (1437 training images, 128 a batch: 29 left, shared 15/14), augmentation on
@@ -31,12 +32,8 @@ OPTS = ["--density", "0.3,0.3,0.6", "--prune-steps", "2", "--prune-epochs", "2",
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One torch thread, as each torchrun worker has: on a busy 2-core machine two threads
-    contend with the other jobs (3x slower here). Results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):  # results do not depend on it; the time does
+        yield
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:

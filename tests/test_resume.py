@@ -21,6 +21,7 @@ import torch
 
 from compressor import resume
 from compressor.cli import main
+from tests.conftest import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 # step 1: one checkpoint inside its retraining, one at its end; step 2; quantized; one inside fine-tuning
@@ -31,12 +32,8 @@ STAGES = ["prune", "prune", "prune", "quantized", "finetune"]
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One torch thread, as each torchrun worker has: on a busy 2-core machine two threads
-    contend with the other jobs (3x slower here). Results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):  # results do not depend on it; the time does
+        yield
 
 
 class Stop(Exception):
