@@ -168,3 +168,10 @@ def test_api_resume_after_every_checkpoint(tmp_path, monkeypatch):
         assert saved == API_STAGES[:k]
         assert api_run(state, resume_=True) == reference, f"resumed after checkpoint {k} ({API_STAGES[k - 1]})"
     assert api_run(state, resume_=True) == reference  # from the last checkpoint, which stays
+
+
+def test_resume_with_max_loss_is_refused(dense, tmp_path, capsys):
+    code = main(["compress", str(dense), "-o", str(tmp_path / "b.dcz"), "--max-loss", "1", "--resume"])
+    assert code == 2
+    assert capsys.readouterr().err == ("deepcomp: --resume: the --max-loss search writes no checkpoints "
+                                       "to resume from\n")
