@@ -75,8 +75,9 @@ def kth_smallest(a: np.ndarray, r: int, sample: int = 1 << 18) -> float:
     (100M weights) they take 2.5 s and 0.9 s. A seeded random sample brackets
     the answer (8 standard deviations either side); one pass, in chunks that
     stay in cache, counts the values below the bracket and keeps those inside
-    (a few hundred thousand of VGG-16's 100M), and selection among those is exact. If the bracket misses (it
-    practically never does), the whole array is partitioned instead.
+    (a few hundred thousand of fc6's 100M), and selection among those is
+    exact. If the bracket misses (it practically never does), the whole array
+    is partitioned instead.
     """
     n = a.size
     if n > 16 * sample:

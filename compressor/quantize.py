@@ -156,7 +156,8 @@ def write_weights(weight: torch.Tensor, q: LayerQuant) -> None:
     scattering their values to the (row-major) weight.
     """
     if not weight.is_contiguous():
-        weight.copy_(torch.from_numpy(q.weight()))
+        with torch.no_grad():
+            weight.copy_(torch.from_numpy(q.weight()))
         return
     rows = q.index.shape[0]
     cols = q.index.size // max(rows, 1)
@@ -164,5 +165,6 @@ def write_weights(weight: torch.Tensor, q: LayerQuant) -> None:
     pos = np.flatnonzero(flat)
     values = torch.from_numpy(q.codebook[flat[pos]].astype(np.float32, copy=False))
     dest = (pos % rows) * cols + pos // rows  # row-major position of each non-zero
-    weight.zero_()
-    weight.view(-1)[torch.from_numpy(dest)] = values.to(weight.dtype)
+    with torch.no_grad():
+        weight.zero_()
+        weight.view(-1)[torch.from_numpy(dest)] = values.to(weight.dtype)
