@@ -18,11 +18,8 @@ makes (``compressor/pipeline.py``) with the training left out:
 - ``report``: what ``compress`` keeps for its ``.meta.json`` besides
   (a copy of the pruned weights, their histograms);
 - ``zbits_auto``: the layer records and ``--zbits auto``, the relative-index
-  width that codes each layer smallest (``container.best_zbits``: eight trial
-  encodings per layer). Measured beside it, not in the total:
-  ``zbits_by_histograms``, the same choice from the streams' symbol counts
-  (``sparse.relative_histograms``) without building the streams, which is
-  what ``best_zbits`` could do;
+  width that codes each layer smallest (``container.best_zbits``: each width's
+  Huffman-coded size from the streams' symbol counts, without building them);
 - ``save``: Huffman coding and writing the ``.dcz`` (which reads its bytes back
   first); ``load``: reading it.
 
@@ -188,10 +185,6 @@ def run_one(name: str, seed: int) -> dict:
     y_quant = model(x)
     stage("report", report)
     stage("zbits_auto", records)
-    t0 = time.perf_counter()
-    by_hist = [zbits_by_histograms(r) for r in state["cm"].layers]
-    out["zbits_by_histograms"] = {"seconds": round(time.perf_counter() - t0, 3),
-                                  "same_choice": by_hist == [r.zbits for r in state["cm"].layers]}
     stage("save", save_)
     stage("load", load_)
     cm, back = state["cm"], state.pop("back")
@@ -213,25 +206,6 @@ def run_one(name: str, seed: int) -> dict:
     print(f"{name:>10} total {total:.2f} s, {state['bytes']} bytes ({out['ratio']}x), "
           f"peak {out['peak_above_model_per_param']} B/param above the model", flush=True)
     return out
-
-
-def zbits_by_histograms(rec, widths: range = range(1, 9)) -> int:
-    """``best_zbits(rec)`` from symbol counts: the same cost (bytes of both streams + code table)."""
-    import numpy as np
-
-    from compressor.contract.huffman import code_lengths
-    from compressor.contract.sparse import relative_histograms
-
-    flat = rec.matrix_index.T.ravel()
-    pos = np.flatnonzero(flat)
-    first = np.zeros(pos.size, dtype=bool)
-    first[:1] = True
-    hist = relative_histograms(pos, flat[pos], first, widths, rec.wbits)
-
-    def nbytes(freqs: np.ndarray) -> int:
-        return (int(code_lengths(freqs).astype(np.int64) @ freqs) + 7) // 8
-
-    return min(widths, key=lambda z: nbytes(hist[z][1]) + nbytes(hist[z][0]) + (1 << z) // 2)
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -81,15 +81,19 @@ def test_best_zbits_is_the_smallest_encoding(rng):
 
     from compressor.contract.container import best_zbits, layer_streams
 
-    rec = random_record(rng, 300, 80, 0.03)  # gaps average ~33: wide indices pay off
-    best = best_zbits(rec)
-
-    def size(z):
+    def size(rec, z):
         st = layer_streams(replace(rec, zbits=z))
         return (st.wbits_total + 7) // 8 + (st.zbits_total + 7) // 8 + (1 << z) // 2
 
-    assert all(size(best) <= size(z) for z in range(1, 9))
+    rec = random_record(rng, 300, 80, 0.03)  # gaps average ~33: wide indices pay off
+    best = best_zbits(rec)
+    assert all(size(rec, best) <= size(rec, z) for z in range(1, 9))
     assert best > 4
+    # chosen from symbol counts: the same sizes as building every width's streams
+    for out, inp, density in ((40, 30, 0.5), (200, 60, 0.01), (7, 3, 1.0), (50, 50, 0.0), (1, 900, 0.002)):
+        rec = random_record(rng, out, inp, density, wbits=int(rng.integers(2, 8)))
+        sizes = [size(rec, z) for z in range(1, 9)]
+        assert size(rec, best_zbits(rec)) == min(sizes)
 
 
 def _reseal(body: bytes) -> bytes:
