@@ -66,6 +66,7 @@ class BudgetConfig:
     cut: float = 0.5  # a prune step first aims at this fraction of the current bytes
     min_cut: float = 0.9  # stop once a step would keep more than this fraction (nothing left to gain)
     max_steps: int = 24  # prune steps tried at most, accepted or not
+    patience: int = 2  # extra retraining rounds a step over the limit gets while its error keeps falling
     quant_share: float = 0.2  # share of the budget the pruning phase leaves for quantization
     max_bits: int = 8
 
@@ -228,11 +229,10 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
         if all(dens[n] * sizes[n] > now[n] * sizes[n] - 1 for n in dens):  # nothing would be pruned
             break
         _prune_to(masks, dens)
-        fit(model, train, replace(cfg.retrain, epochs=cfg.epochs_per_step), seed=cfg.seed + 1 + i,
-            hooks=masks.hooks(), desc=f"retrain {i + 1}")
-        e = error_rate(model, val)
+        e, rounds = _recover(model, train, val, masks, limit, cfg, i)
         ok = e <= limit
-        steps.append({"target_bytes": round(target), "density": masks.density(), "val_error": e, "accepted": ok})
+        steps.append({"target_bytes": round(target), "density": masks.density(), "val_error": e,
+                      "retrain_rounds": rounds, "accepted": ok})
         bar.set_postfix(val=f"{100 * e:.2f}%", kept=f"{estimated_bytes(sizes, masks.density()):.0f}B")
         if ok:  # the next step may cut deeper again, up to the first step's cut
             err, cut = e, max(cfg.cut, cut * cut)
@@ -253,6 +253,25 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
         masks.masks = kept[1]
     masks.apply()
     return masks, min(e, err), steps
+
+
+def _recover(model: nn.Module, train: Split, val: Split, masks: Masks, limit: float, cfg: BudgetConfig,
+             step: int) -> tuple[float, int]:
+    """Retrain a pruned step and check it; over ``limit``, up to ``cfg.patience`` more rounds while it improves.
+
+    Why: a check after a few epochs is pessimistic (the hand-tuned runs
+    retrain 40 epochs at the end), and undoing a step that only needed more
+    training stops the search early. A round that does not lower the error
+    ends the attempt: that step really is too deep.
+    """
+    rounds, e = 0, float("inf")
+    while rounds <= cfg.patience:
+        fit(model, train, replace(cfg.retrain, epochs=cfg.epochs_per_step), seed=cfg.seed + 1 + step + 1000 * rounds,
+            hooks=masks.hooks(), desc=f"retrain {step + 1}.{rounds}")
+        rounds, before, e = rounds + 1, e, error_rate(model, val)
+        if e <= limit or e >= before:
+            break
+    return e, rounds
 
 
 def _prune_to(masks: Masks, density: dict[str, float]) -> None:
