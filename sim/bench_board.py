@@ -75,14 +75,15 @@ async def protocol(dut):
     baud = 1e9 / (div * CLK_NS)  # one bit = div clock cycles (an integer number of ns)
     dut.rx.value = 1
     cocotb.start_soon(Clock(dut.clk, CLK_NS, unit="ns").start())
+    flash = None
+    if "flash" in p:  # from the first cycle: the boot loader starts as reset ends
+        flash = SpiFlash(dut, bytes.fromhex(p["flash"]), p["flash_offset"])
+        cocotb.start_soon(flash.run())
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)
-    flash = None
-    if "flash" in p:
-        flash = SpiFlash(dut, bytes.fromhex(p["flash"]), p["flash_offset"])
-        cocotb.start_soon(flash.run())
+    if flash:
         while not int(dut.booted.value):
             await ClockCycles(dut.clk, 100)
     source, sink = UartSource(dut.rx, baud=baud), UartSink(dut.tx, baud=baud)
