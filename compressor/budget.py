@@ -66,6 +66,7 @@ class BudgetConfig:
     cut: float = 0.5  # a prune step first aims at this fraction of the current bytes
     min_cut: float = 0.9  # stop once a step would keep more than this fraction (nothing left to gain)
     max_steps: int = 24  # prune steps tried at most, accepted or not
+    series: int = 2  # series of steps, each ending in the final retraining (see prune_search)
     patience: int = 2  # extra retraining rounds a step over the limit gets while its error keeps falling
     quant_share: float = 0.2  # share of the budget the pruning phase leaves for quantization
     max_bits: int = 8
@@ -216,43 +217,57 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
     without retraining, which recovers much of the loss, so how far a network
     can go is only known by trying. Each accepted step is the new starting
     point; a failed one is undone (weights and masks) and retried at half the cut.
+    Why series: a series ends with the final retraining, which lowers the
+    error below what the short checks measured; the next series spends that
+    recovered slack, and a series that accepts no step ends the search.
     """
     masks = Masks(model)
     sizes = {c.name: c.size for c in curves}
     kept = (copy.deepcopy(model.state_dict()), {k: v.clone() for k, v in masks.masks.items()})
-    err, cut, steps = error_rate(model, val), cfg.cut, []
-    bar = tqdm(range(cfg.max_steps), desc="prune", unit="step", leave=False)
-    for i in bar:
-        now = masks.density()
-        target = cut * estimated_bytes(sizes, now)
-        dens = {n: min(now[n], d) for n, d in allocate(curves, target).items()}
-        if all(dens[n] * sizes[n] > now[n] * sizes[n] - 1 for n in dens):  # nothing would be pruned
+    err, steps, i = error_rate(model, val), [], 0
+    bar = tqdm(total=cfg.max_steps, desc="prune", unit="step", leave=False)
+    for series in range(cfg.series):
+        accepted, cut = 0, cfg.cut
+        while i < cfg.max_steps:
+            now = masks.density()
+            target = cut * estimated_bytes(sizes, now)
+            dens = {n: min(now[n], d) for n, d in allocate(curves, target).items()}
+            if all(dens[n] * sizes[n] > now[n] * sizes[n] - 1 for n in dens):  # nothing would be pruned
+                break
+            _prune_to(masks, dens)
+            e, rounds = _recover(model, train, val, masks, limit, cfg, i)
+            i += 1
+            bar.update()
+            ok = e <= limit
+            steps.append({"series": series, "target_bytes": round(target), "density": masks.density(),
+                          "val_error": e, "retrain_rounds": rounds, "accepted": ok})
+            bar.set_postfix(val=f"{100 * e:.2f}%", kept=f"{estimated_bytes(sizes, masks.density()):.0f}B")
+            if ok:  # the next step may cut deeper again, up to the first step's cut
+                err, cut, accepted = e, max(cfg.cut, cut * cut), accepted + 1
+                kept = (copy.deepcopy(model.state_dict()), {k: v.clone() for k, v in masks.masks.items()})
+            else:
+                model.load_state_dict(kept[0])
+                masks.masks = {k: v.clone() for k, v in kept[1].items()}
+                cut = float(np.sqrt(cut))
+                if cut > cfg.min_cut:
+                    break
+        if not accepted:
             break
-        _prune_to(masks, dens)
-        e, rounds = _recover(model, train, val, masks, limit, cfg, i)
-        ok = e <= limit
-        steps.append({"target_bytes": round(target), "density": masks.density(), "val_error": e,
-                      "retrain_rounds": rounds, "accepted": ok})
-        bar.set_postfix(val=f"{100 * e:.2f}%", kept=f"{estimated_bytes(sizes, masks.density()):.0f}B")
-        if ok:  # the next step may cut deeper again, up to the first step's cut
-            err, cut = e, max(cfg.cut, cut * cut)
+        fit(model, train, replace(cfg.retrain, epochs=cfg.final_epochs), seed=cfg.seed + 100 * series,
+            hooks=masks.hooks(), desc="final retrain")
+        e = error_rate(model, val)
+        ok = e <= limit  # the longer-trained weights, unless they broke the limit (noise aside, they rarely do)
+        steps.append({"series": series, "final_retrain": True, "density": masks.density(), "val_error": e,
+                      "accepted": ok})
+        if ok:
+            err = e
             kept = (copy.deepcopy(model.state_dict()), {k: v.clone() for k, v in masks.masks.items()})
-        else:
+        else:  # keep the last accepted state
             model.load_state_dict(kept[0])
             masks.masks = {k: v.clone() for k, v in kept[1].items()}
-            cut = float(np.sqrt(cut))
-            if cut > cfg.min_cut:
-                break
     bar.close()
-    fit(model, train, replace(cfg.retrain, epochs=cfg.final_epochs), seed=cfg.seed, hooks=masks.hooks(),
-        desc="final retrain")
-    e = error_rate(model, val)
-    steps.append({"final_retrain": True, "density": masks.density(), "val_error": e, "accepted": e <= err})
-    if e > err:  # the final retraining made it worse on validation: keep the last accepted state
-        model.load_state_dict(kept[0])
-        masks.masks = kept[1]
     masks.apply()
-    return masks, min(e, err), steps
+    return masks, err, steps
 
 
 def _recover(model: nn.Module, train: Split, val: Split, masks: Masks, limit: float, cfg: BudgetConfig,
