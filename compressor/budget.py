@@ -16,7 +16,8 @@ another dataset. So ``deepcomp compress --max-loss PP`` searches for them:
 3. **Bits**: per layer the number of codebook bits that codes the layer in
    the fewest bytes whose quantization loss fits the remaining slack (at most
    as many shared weights as non-zeros), then centroid fine-tuning; if the
-   check fails, every layer gets one bit more and the step is redone.
+   check fails, the layer where a bit buys most accuracy per byte gets one
+   more and the step is redone.
 4. **Index width**: ``--zbits auto`` (the width that codes each layer smallest).
 
 Every decision is measured on a validation split held out from the training
@@ -304,8 +305,9 @@ def choose_bits(model: nn.Module, train: Split, val: Split, masks: Masks, limit:
 
     A layer never gets more shared weights than non-zeros (``2**bits - 1 <=
     nonzeros``): a bigger codebook only adds entries to store. If the
-    fine-tuned model misses the budget, every layer below its maximum gets one
-    bit more and quantization and fine-tuning are redone from the pruned weights.
+    fine-tuned model misses the budget, the layer where a bit buys most accuracy
+    per byte gets one more and quantization and fine-tuning are redone from the
+    pruned weights, until it fits or every layer is at its maximum.
     """
     layers = masks.layers
     pruned = copy.deepcopy(model.state_dict())
@@ -338,7 +340,27 @@ def choose_bits(model: nn.Module, train: Split, val: Split, masks: Masks, limit:
         top = [_max_bits(m, cfg) for _, m in layers]
         if err <= limit or bits == top:
             return quants, err, scans
-        bits = [min(b + 1, t) for b, t in zip(bits, top, strict=True)]
+        bits = _one_more_bit(options, bits, top)
+
+
+def _one_more_bit(options: list[list[tuple[int, float, float]]], bits: list[int], top: list[int]) -> list[int]:
+    """The next widths to try after a miss: one bit more where the scan says it buys most accuracy per byte.
+
+    Why one layer and not all: a bit more on the big layer costs a bit per
+    non-zero, on a small one almost nothing; raising all at once spends bytes
+    where they buy no accuracy.
+    """
+    best, best_key = None, None
+    for i, (o, b, t) in enumerate(zip(options, bits, top, strict=True)):
+        if b >= t:
+            continue
+        now, up = o[b - 1], o[b]  # rows are (bits, loss, bytes) for bits 1, 2, ...
+        key = (max(now[1] - up[1], 0.0) / max(up[2] - now[2], 1.0), -(up[2] - now[2]))
+        if best_key is None or key > best_key:
+            best, best_key = i, key
+    out = list(bits)
+    out[best] += 1  # some layer is below its top: the caller checked
+    return out
 
 
 def _max_bits(m: nn.Module, cfg: BudgetConfig) -> int:

@@ -65,6 +65,15 @@ def test_pick_bits_takes_free_cuts_and_respects_the_slack():
     assert _pick_bits([a, b], 1.5) == [1, 1]
 
 
+def test_one_more_bit_goes_where_it_buys_most_per_byte():
+    from compressor.budget import _one_more_bit
+
+    big = [(1, 0.5, 100.0), (2, 0.02, 2000.0), (3, 0.01, 4000.0)]  # a bit more: -0.01 for 2000 bytes
+    small = [(1, 0.5, 1.0), (2, 0.02, 20.0), (3, 0.0, 40.0)]  # -0.02 for 20 bytes
+    assert _one_more_bit([big, small], [2, 2], [3, 3]) == [2, 3]
+    assert _one_more_bit([big, small], [2, 3], [3, 3]) == [3, 3]
+
+
 @pytest.fixture(scope="module")
 def dense(tmp_path_factory):
     from compressor.cli import main
