@@ -140,10 +140,9 @@ def test_ping_and_power_up_state(board_run):
         _check_infer(replies["infer0"], ref, 0)
 
 
+@pytest.mark.parametrize("board_run", ["spram"], indirect=True)  # bram: the image is in the bitstream
 def test_boot_from_flash(board_run):
-    replies, ref, _, spram = board_run
-    if not spram:
-        pytest.skip("the bram core carries its image in the bitstream")
+    replies, ref, _, _ = board_run
     booted = replies["booted"]
     assert booted["flash_reads"] == 1
     assert booted["ping"] == _ping(1)
