@@ -1,9 +1,11 @@
 """Compress to an accuracy budget on MNIST: ``deepcomp compress --max-loss`` and nothing else.
 
-    .venv/bin/python benchmarks/compress_budget.py --arch lenet300 [--max-loss 0.4] [--data-dir D]
+    .venv/bin/python benchmarks/compress_budget.py --arch lenet300 [--max-loss 0.7] [--data-dir D]
     .venv/bin/python benchmarks/compress_budget.py --arch lenet5 [--max-loss 0.2]
 
-The dense model is trained as for the hand-tuned results (benchmarks/compress_mnist.py:
+Run it with ``OMP_NUM_THREADS=1`` on a loaded machine: two torch threads
+competing with other jobs on 2 cores ran LeNet-300-100 12x slower here (the
+JSON records the setting). The dense model is trained as for the hand-tuned results (benchmarks/compress_mnist.py:
 same epochs, learning rate and shift augmentation) by ``deepcomp train``, with
 ``--val-fraction 0.1`` so the search's validation images stay unseen; it is
 kept in out/budget/ (not a result, not committed). The search itself is one
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -28,7 +31,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEEPCOMP = str(Path(sys.executable).with_name("deepcomp"))
 DENSE = {"lenet300": ["--epochs", "40", "--lr", "0.05", "--augment", "2"],  # as compress_mnist.SETTINGS
          "lenet5": ["--epochs", "15", "--lr", "0.05", "--augment", "2"]}
-MAX_LOSS = {"lenet300": 0.4, "lenet5": 0.2}  # the user's choice: the targets' error minus the dense error, with margin
+MAX_LOSS = {"lenet300": 0.7, "lenet5": 0.2}  # the user's choice (the committed results were made with these)
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -71,6 +74,7 @@ def main() -> None:
         "command": shlex.join(["deepcomp", *cmd[1:]]).replace(str(ROOT) + "/", ""),
         "dense_command": shlex.join(["deepcomp", *train_cmd[1:]]).replace(str(ROOT) + "/", ""),
         "benchmark": f".venv/bin/python benchmarks/compress_budget.py --arch {args.arch}",
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_average_at_end": os.getloadavg(),
     }
     (RESULTS / f"{args.arch}_budget.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: result[k] for k in ("arch", "dcz_bytes", "ratio", "test_error", "val_loss_pp",
