@@ -40,13 +40,14 @@ from torch import nn
 from tqdm import tqdm
 
 from .allocate import Curve, allocate, estimated_bytes
+from .bitwidths import choose_bits
 from .contract.container import CompressedModel, LayerRecord, best_zbits
 from .contract.data import Dataset, Split
 from .contract.errors import DeepcompError
 from .models import compressible_layers
 from .pipeline import _histogram, check_config
 from .prune import Masks, magnitude_threshold
-from .quantize import LayerQuant, finetune, quantize_layer, round_to_storage, write_weights
+from .quantize import LayerQuant
 from .split import hold_out
 from .train import FitConfig, error_rate, fit, seed_everything
 
@@ -141,7 +142,8 @@ def compress_to_budget(model: nn.Module, arch: str, data: Dataset, cfg: BudgetCo
     density = masks.density()
 
     t0 = time.time()
-    quants, err, scans = choose_bits(model, train, val, masks, limit, cfg)
+    quants, err, scans = choose_bits(model, train, val, masks, limit, init=cfg.init, seed=cfg.seed,
+                                     max_bits=cfg.max_bits, tune=cfg.finetune)
     rep["bits_scan"] = scans
     rep["final_val_error"] = err
     rep["val_loss_pp"] = 100 * (err - e0)
@@ -297,109 +299,6 @@ def _prune_to(masks: Masks, density: dict[str, float]) -> None:
         thr = magnitude_threshold(w, density[name])
         masks.masks[name] = masks.masks[name] & (w.abs() >= thr)
     masks.apply()
-
-
-def choose_bits(model: nn.Module, train: Split, val: Split, masks: Masks, limit: float,
-                cfg: BudgetConfig) -> tuple[list[LayerQuant], float, dict]:
-    """Per-layer codebook bits by coded bytes within the slack, fine-tuned and checked.
-
-    A layer never gets more shared weights than non-zeros (``2**bits - 1 <=
-    nonzeros``): a bigger codebook only adds entries to store. If the
-    fine-tuned model misses the budget, the layer where a bit buys most accuracy
-    per byte gets one more and quantization and fine-tuning are redone from the
-    pruned weights, until it fits or every layer is at its maximum.
-    """
-    layers = masks.layers
-    pruned = copy.deepcopy(model.state_dict())
-    base = error_rate(model, val)
-    scans, options = {}, []
-    bar = tqdm(total=sum(_max_bits(m, cfg) for _, m in layers), desc="bits", unit="eval", leave=False)
-    for name, m in layers:
-        w = m.weight.detach().numpy().copy()
-        rows = []
-        for b in range(1, _max_bits(m, cfg) + 1):
-            q = quantize_layer(name, w, w != 0, b, cfg.init, cfg.seed)
-            with torch.no_grad():
-                write_weights(m.weight, q)
-            rows.append((b, error_rate(model, val) - base, _coded_bytes(q)))
-            bar.update()
-        with torch.no_grad():
-            m.weight.copy_(torch.from_numpy(w))
-        scans[name] = {"bits": [r[0] for r in rows], "val_loss": [r[1] for r in rows], "bytes": [r[2] for r in rows]}
-        options.append(rows)
-    bar.close()
-    bits = _pick_bits(options, max(limit - base, 0.0))
-    while True:
-        model.load_state_dict(pruned)
-        quants = [quantize_layer(n, m.weight.detach().numpy(), m.weight.detach().numpy() != 0, b, cfg.init, cfg.seed)
-                  for (n, m), b in zip(layers, bits, strict=True)]
-        round_to_storage(model, quants)
-        finetune(model, quants, train, cfg.finetune, cfg.seed)
-        err = error_rate(model, val)
-        scans.setdefault("tried", []).append({"bits": list(bits), "val_error": err})
-        top = [_max_bits(m, cfg) for _, m in layers]
-        if err <= limit or bits == top:
-            return quants, err, scans
-        bits = _one_more_bit(options, bits, top)
-
-
-def _one_more_bit(options: list[list[tuple[int, float, float]]], bits: list[int], top: list[int]) -> list[int]:
-    """The next widths to try after a miss: one bit more where the scan says it buys most accuracy per byte.
-
-    Why one layer and not all: a bit more on the big layer costs a bit per
-    non-zero, on a small one almost nothing; raising all at once spends bytes
-    where they buy no accuracy.
-    """
-    best, best_key = None, None
-    for i, (o, b, t) in enumerate(zip(options, bits, top, strict=True)):
-        if b >= t:
-            continue
-        now, up = o[b - 1], o[b]  # rows are (bits, loss, bytes) for bits 1, 2, ...
-        key = (max(now[1] - up[1], 0.0) / max(up[2] - now[2], 1.0), -(up[2] - now[2]))
-        if best_key is None or key > best_key:
-            best, best_key = i, key
-    out = list(bits)
-    out[best] += 1  # some layer is below its top: the caller checked
-    return out
-
-
-def _max_bits(m: nn.Module, cfg: BudgetConfig) -> int:
-    nz = int(torch.count_nonzero(m.weight))
-    return max(1, min(cfg.max_bits, int(np.log2(nz + 1))))
-
-
-def _coded_bytes(q: LayerQuant) -> float:
-    """Bytes of a layer's weight-index stream (its order-0 entropy) plus codebook and code table."""
-    labels = q.index[q.index != 0]
-    p = np.bincount(labels, minlength=1 << q.bits)[1:] / max(labels.size, 1)
-    p = p[p > 0]
-    return float(labels.size * -(p * np.log2(p)).sum() / 8 + 2 * ((1 << q.bits) - 1) + (1 << q.bits) / 2)
-
-
-def _pick_bits(options: list[list[tuple[int, float, float]]], slack: float) -> list[int]:
-    """Greedy: from each layer's most bits, take the bit cut that saves most bytes per unit of loss.
-
-    ``options[i]`` lists ``(bits, loss alone, bytes)`` for layer ``i``; the summed
-    losses of the layers alone stay within ``slack`` (fine-tuning then recovers
-    part of it, which is what the check after it measures).
-    """
-    pos = [len(o) - 1 for o in options]
-    used = sum(max(o[p][1], 0.0) for o, p in zip(options, pos, strict=True))
-    while True:
-        best, best_key = None, (False, 0.0)
-        for i, o in enumerate(options):
-            for j in range(pos[i]):
-                saved = o[pos[i]][2] - o[j][2]
-                extra = max(o[j][1], 0.0) - max(o[pos[i]][1], 0.0)
-                if saved <= 0 or used + extra > slack:
-                    continue
-                key = (extra <= 0, saved if extra <= 0 else saved / extra)  # free cuts first, biggest first
-                if best is None or key > best_key:
-                    best, best_key = (i, j, extra), key
-        if best is None:
-            return [o[p][0] for o, p in zip(options, pos, strict=True)]
-        i, j, extra = best
-        pos[i], used = j, used + extra
 
 
 def _records(layers: list[tuple[str, nn.Module]], quants: list[LayerQuant]) -> list[LayerRecord]:

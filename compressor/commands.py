@@ -296,9 +296,7 @@ def add_stats_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from .stats import format_table, layer_stats
-
-    from .stats import format_budget
+    from .stats import format_budget, format_table, layer_stats
 
     stats = layer_stats(load(args.model))
     budget = (read_meta(args.model) or {}).get("budget")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compressor.allocate import Curve, allocate, estimated_bytes, layer_bytes
-from compressor.budget import _pick_bits
+from compressor.bitwidths import _pick_bits
 from compressor.contract.data import Split, load_digits
 from compressor.split import hold_out
 
@@ -66,7 +66,7 @@ def test_pick_bits_takes_free_cuts_and_respects_the_slack():
 
 
 def test_one_more_bit_goes_where_it_buys_most_per_byte():
-    from compressor.budget import _one_more_bit
+    from compressor.bitwidths import _one_more_bit
 
     big = [(1, 0.5, 100.0), (2, 0.02, 2000.0), (3, 0.01, 4000.0)]  # a bit more: -0.01 for 2000 bytes
     small = [(1, 0.5, 1.0), (2, 0.02, 20.0), (3, 0.0, 40.0)]  # -0.02 for 20 bytes
