@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .allocate import Curve, allocate, estimated_bytes
 from .bitwidths import choose_bits
 from .contract.container import CompressedModel, LayerRecord, best_zbits
@@ -93,6 +94,8 @@ def config_from_args(args: argparse.Namespace, dense_meta: dict) -> BudgetConfig
                             ("--zbits", args.zbits), ("--resume", args.resume)) if v]
     if given:
         raise DeepcompError(f"--max-loss chooses densities, bits and zbits itself: drop {', '.join(given)}")
+    if distributed.world_size() > 1:  # its masks and k-means are not yet shared from rank 0
+        raise DeepcompError("--max-loss runs in one process: start it without torchrun")
     seen = float(dense_meta.get("val_fraction") or 0.0)
     fraction = args.val_fraction if args.val_fraction is not None else (seen or 0.1)
     if not 0 < fraction < 1:
