@@ -143,6 +143,7 @@ def compress_to_budget(model: nn.Module, arch: str, data: Dataset, cfg: BudgetCo
     rep["pruned_val_error"] = err
     rep["seconds"]["prune"] = round(time.time() - t0, 1)
     density = masks.density()
+    pruned = {n: m.weight.detach().clone() for n, m in layers}  # for the codebook figure (Fig. 4)
 
     t0 = time.time()
     quants, err, scans = choose_bits(model, train, val, masks, limit, init=cfg.init, seed=cfg.seed,
@@ -159,10 +160,9 @@ def compress_to_budget(model: nn.Module, arch: str, data: Dataset, cfg: BudgetCo
     rep["settings"] = {r.name: {"density": density[r.name], "nonzeros": int(np.count_nonzero(r.index)),
                                 "bits": r.wbits, "zbits": r.zbits} for r in records}
     rep["seconds"]["search"] = round(time.time() - t_all, 1)
-    final = {n: m.weight.detach().clone() for n, m in layers}
     report = {"arch": arch, "dataset": data.name, "budget": rep, "density": density,
               "zbits": [r.zbits for r in records],
-              "weight_hist": {n: _histogram(w[w != 0].numpy()) for n, w in final.items()},
+              "weight_hist": {n: _histogram(w[w != 0].numpy()) for n, w in pruned.items()},
               "codebooks": {q.name: {"initial": q.initial_codebook.tolist(), "final": q.codebook.tolist()}
                             for q in quants}}
     # the test set, once, after every decision: dense (from its saved weights), then compressed
