@@ -49,6 +49,8 @@ class SpiFlash:
         while True:
             await FallingEdge(d.clk)
             cs, sck, mosi = int(d.flash_cs.value), int(d.flash_sck.value), int(d.flash_copi.value)
+            if not cs and int(d.booted.value):
+                return  # the loader never selects the flash again: no Python per clock from here
             if not cs:
                 if selected and nbits >= 8 and ((shift >> (nbits - 8)) & 0xFF) == 0xAB:
                     self.awake = True
