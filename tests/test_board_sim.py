@@ -10,6 +10,7 @@ count is compared with ``deepcomp golden`` (with the board's FIFO depth).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -76,6 +77,7 @@ def sim(request, roms):
     assert s.stop() == ""  # a clean exit, no traceback
 
 
+@functools.cache
 def golden(rom: Path, board: str) -> dict:
     r = deepcomp("golden", rom, "--dataset", "digits", "--images", IMAGES, "--json", "--logits",
                  "--fifo-depth", 4 if board == "icebreaker" else 8)
