@@ -37,16 +37,16 @@ class SimBinary:
 
 def build(board: str, image: bytes, freq_mhz: float | None, baud: int, build_root: Path | None = None) -> SimBinary:
     """Verilate ``board``'s core for ``image`` with the C++ harness (cached); the binary."""
-    from hdl.toolchain import write_verilog
+    from amaranth.back import verilog
+
+    from compressor.contract.binfmt import atomic_write
     from sim.runner import verilator_environ, verilator_root
 
     from . import icebreaker, ulx3s
 
     mod = {"icebreaker": icebreaker, "ulx3s": ulx3s}[board]
     core, clk_hz = mod.core(image, mod.DEFAULT_MHZ if freq_mhz is None else freq_mhz, baud)
-    from amaranth.back import verilog
-
-    text = verilog.convert(core, name=TOP)
+    text = verilog.convert(core, name=TOP)  # once: it names the cache entry and is what gets built
     key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:12]
     d = (Path(build_root) if build_root else Path("build") / "board_sim") / f"{board}-{key}"
     exe = d / "obj" / "boardsim"
@@ -54,7 +54,8 @@ def build(board: str, image: bytes, freq_mhz: float | None, baud: int, build_roo
     if exe.is_file():
         return binary
     d.mkdir(parents=True, exist_ok=True)
-    src = write_verilog(core, TOP, d / f"{TOP}.v")
+    src = d / f"{TOP}.v"
+    atomic_write(src, text.encode())
     defines = [f"-DDC_TOP=V{TOP}", f'-DDC_TOP_HEADER=\\"V{TOP}.h\\"'] + (["-DHAS_FLASH"] if core.boot else [])
     cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "1",
            "-Wno-fatal", "--top-module", TOP, "-Mdir", str(d / "obj"), "-o", "boardsim",
