@@ -63,7 +63,6 @@ class DeviceLink:
 
     def __init__(self, port: Port, name: str) -> None:
         self.port, self.name = port, name
-        self.input_size = 0
 
     def _io_error(self, e: Exception) -> DeepcompError:
         return DeepcompError(f"{self.name}: the port failed ({e}); is the device still connected?")
@@ -111,7 +110,6 @@ class DeviceLink:
         if info.version != PROTOCOL_VERSION:
             raise DeepcompError(f"{self.name}: the device speaks protocol version {info.version}, this host "
                                 f"{PROTOCOL_VERSION}: rebuild the bitstream with this deepcomp")
-        self.input_size = info.max_input
         return info
 
     def connect(self, first_timeout: float = 1.0) -> DeviceInfo:
