@@ -338,14 +338,37 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None,
     return {k: v / n for k, v in sums.items()}
 
 
+def _check_budget_call(max_loss: Any, density: PerLayer, eval_loader: Iterable | None,
+                       state_dir: str | Path | None, options: Mapping[str, Any]) -> None:
+    """``max_loss`` excludes what it chooses and needs a validation loader: one line each, before any work."""
+    if isinstance(max_loss, bool) or not isinstance(max_loss, (int, float)) or not 0 <= max_loss < 100:
+        raise DeepcompError(f"max_loss: {max_loss!r} is not percentage points in [0, 100)")
+    given = (["density"] if density is not None else []) + [k for k in ("bits", "zbits") if k in options] \
+        + (["state_dir"] if state_dir is not None else [])
+    if given:
+        raise DeepcompError(f"max_loss chooses densities, bits and zbits itself: drop {', '.join(given)}")
+    if eval_loader is None:
+        raise DeepcompError("max_loss: needs eval_loader, a validation split held out from the training data "
+                            "(never the test set)")
+
+
 def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None = None, *,
-             density: PerLayer, optimizer: torch.optim.Optimizer | Callable | None = None,
+             density: PerLayer = None, optimizer: torch.optim.Optimizer | Callable | None = None,
              prune_steps: int = 3, prune_epochs: int = 1, finetune_epochs: int = 1,
              train_step: Step | None = None, eval_loader: Iterable | None = None,
              eval_step: Callable | None = None, arch: str | None = None,
              program: tuple[int, bytes] | None = None, state_dir: str | Path | None = None,
-             resume: bool = False, **options: Any) -> tuple[CompressedModel, dict]:
+             resume: bool = False, max_loss: float | None = None, **options: Any) -> tuple[CompressedModel, dict]:
     """Prune in ``prune_steps`` steps of ``prune_epochs`` each, quantize, fine-tune; the record and a report.
+
+    Or, with ``max_loss`` (percentage points of top-1 accuracy) instead of
+    ``density``, ``bits`` and ``zbits``: the budget search of ``deepcomp
+    compress --max-loss`` (``compressor.budget_api``) chooses them, measuring
+    every decision on ``eval_loader``, which must then be a validation split
+    held out from the training data (never the test set). ``prune_epochs`` is
+    the retraining after each prune step, ``finetune_epochs`` the centroid
+    fine-tuning after each bits choice; the report's ``budget`` section says
+    what it decided. Not with ``state_dir``/``resume`` or under ``torchrun``.
 
     The first batch is run once, without gradients, before anything else: a
     model, batch or loss that do not fit together are one line, not a traceback.
@@ -378,8 +401,13 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
             raise DeepcompError(f"{what}: {v!r} is not an integer >= {lo}")
     if resume and state_dir is None:
         raise DeepcompError("resume: needs the state_dir the checkpoints were written to")
+    if max_loss is not None:
+        _check_budget_call(max_loss, density, eval_loader, state_dir, options)
+        options = {**options, "zbits": "auto"}
+    elif density is None:
+        raise DeepcompError("density: needed (one value or {layer: value}), or max_loss=PP for the budget search")
     distributed.init_from_env()  # under torchrun: join its group (left to the caller to destroy)
-    comp = Compressor(model, density=density, **options)
+    comp = Compressor(model, density=1.0 if max_loss is not None else density, **options)
     distributed.check_same_batches(train_loader, _first_batch_runs(model, train_loader, step))
 
     def make_optimizer() -> torch.optim.Optimizer:
@@ -391,6 +419,14 @@ def compress(model: nn.Module, train_loader: Iterable, loss_fn: Callable | None 
             raise DeepcompError(f"optimizer: expected an Optimizer or a factory, got {type(optimizer).__name__}")
         return optimizer(model.parameters())
 
+    if max_loss is not None:
+        from .budget_api import compress_to_budget
+
+        return compress_to_budget(model, comp, train_loader, step, eval_loader,
+                                  lambda: evaluate(model, eval_loader, loss_fn, eval_step), make_optimizer,
+                                  train_epochs, max_loss=float(max_loss), prune_epochs=prune_epochs,
+                                  finetune_epochs=finetune_epochs, seed=comp.seed, init=comp.init,
+                                  arch=arch, program=program)
     schedule = {"prune_steps": prune_steps, "prune_epochs": prune_epochs, "finetune_epochs": finetune_epochs}
     state = None if state_dir is None else Checkpoints(
         state_dir, {"density": density, **schedule, **options, "layers": comp.plan.table()}, "resume=True")

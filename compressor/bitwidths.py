@@ -10,20 +10,19 @@ Part of ``compressor.budget`` (``deepcomp compress --max-loss``).
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from .contract.data import Split
-from .prune import Masks
-from .quantize import LayerQuant, finetune, quantize_layer, round_to_storage, write_weights
-from .train import FitConfig, error_rate
+from .quantize import LayerQuant, quantize_layer, write_weights
+
+if TYPE_CHECKING:
+    from .budget import SearchOps
 
 
-def choose_bits(model: nn.Module, train: Split, val: Split, masks: Masks, limit: float, *,
-                init: str, seed: int, max_bits: int, tune: FitConfig) -> tuple[list[LayerQuant], float, dict]:
+def choose_bits(ops: SearchOps, limit: float, *, init: str, seed: int, max_bits: int) -> tuple[Any, float, dict]:
     """Per-layer codebook bits by coded bytes within the slack, fine-tuned and checked.
 
     A layer never gets more shared weights than non-zeros (``2**bits - 1 <=
@@ -32,37 +31,34 @@ def choose_bits(model: nn.Module, train: Split, val: Split, masks: Masks, limit:
     per byte gets one more and quantization and fine-tuning are redone from the
     pruned weights, until it fits or every layer is at its maximum.
     """
-    layers = masks.layers
+    weights, model = ops.weights, ops.model
     pruned = copy.deepcopy(model.state_dict())
-    base = error_rate(model, val)
+    base = ops.error()
     scans, options = {}, []
-    bar = tqdm(total=sum(_max_bits(m, max_bits) for _, m in layers), desc="bits", unit="eval", leave=False)
-    for name, m in layers:
-        w = m.weight.detach().numpy().copy()
+    bar = tqdm(total=sum(_max_bits(w, max_bits) for _, w in weights), desc="bits", unit="eval", leave=False)
+    for name, weight in weights:
+        w = weight.detach().cpu().numpy().copy()
         rows = []
-        for b in range(1, _max_bits(m, max_bits) + 1):
+        for b in range(1, _max_bits(weight, max_bits) + 1):
             q = quantize_layer(name, w, w != 0, b, init, seed)
             with torch.no_grad():
-                write_weights(m.weight, q)
-            rows.append((b, error_rate(model, val) - base, _coded_bytes(q)))
+                write_weights(weight, q)
+            rows.append((b, ops.error() - base, _coded_bytes(q)))
             bar.update()
         with torch.no_grad():
-            m.weight.copy_(torch.from_numpy(w))
+            weight.copy_(torch.from_numpy(w))
         scans[name] = {"bits": [r[0] for r in rows], "val_loss": [r[1] for r in rows], "bytes": [r[2] for r in rows]}
         options.append(rows)
     bar.close()
     bits = _pick_bits(options, max(limit - base, 0.0))
     while True:
         model.load_state_dict(pruned)
-        quants = [quantize_layer(n, m.weight.detach().numpy(), m.weight.detach().numpy() != 0, b, init, seed)
-                  for (n, m), b in zip(layers, bits, strict=True)]
-        round_to_storage(model, quants)
-        finetune(model, quants, train, tune, seed)
-        err = error_rate(model, val)
+        result = ops.refine(list(bits))
+        err = ops.error()
         scans.setdefault("tried", []).append({"bits": list(bits), "val_error": err})
-        top = [_max_bits(m, max_bits) for _, m in layers]
+        top = [_max_bits(w, max_bits) for _, w in weights]
         if err <= limit or bits == top:
-            return quants, err, scans
+            return result, err, scans
         bits = _one_more_bit(options, bits, top)
 
 
@@ -86,9 +82,9 @@ def _one_more_bit(options: list[list[tuple[int, float, float]]], bits: list[int]
     return out
 
 
-def _max_bits(m: nn.Module, max_bits: int) -> int:
+def _max_bits(weight: torch.Tensor, max_bits: int) -> int:
     """At most ``max_bits``, and no more shared weights (``2**bits - 1``) than the layer's non-zeros."""
-    nz = int(torch.count_nonzero(m.weight))
+    nz = int(torch.count_nonzero(weight))
     return max(1, min(max_bits, int(np.log2(nz + 1))))
 
 

@@ -32,7 +32,9 @@ import argparse
 import copy
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -43,12 +45,12 @@ from . import distributed
 from .allocate import Curve, allocate, estimated_bytes
 from .bitwidths import choose_bits
 from .contract.container import CompressedModel, LayerRecord, best_zbits
-from .contract.data import Dataset, Split
+from .contract.data import Dataset
 from .contract.errors import DeepcompError
 from .models import compressible_layers
 from .pipeline import _histogram, check_config
 from .prune import Masks, magnitude_threshold
-from .quantize import LayerQuant
+from .quantize import LayerQuant, finetune, quantize_layer, round_to_storage
 from .split import hold_out
 from .train import FitConfig, error_rate, fit, seed_everything
 
@@ -81,6 +83,74 @@ def check_budget_config(cfg: BudgetConfig) -> None:
         raise DeepcompError(f"--max-loss {cfg.max_loss}: need percentage points in [0, 100)")
     if not 0 < cfg.val_fraction < 1:
         raise DeepcompError(f"--val-fraction {cfg.val_fraction}: must be in (0, 1)")
+
+
+class MaskSet(Protocol):
+    """Keep-masks by weight name: ``compressor.prune.Masks`` or the API's ``Compressor``, adapted."""
+
+    masks: dict[str, torch.Tensor]
+
+    def density(self) -> dict[str, float]: ...
+
+    def apply(self) -> None: ...
+
+
+@dataclass
+class SearchOps:
+    """What the search does to the model, however it is trained and measured.
+
+    Why: the built-in pipeline trains on a ``Split`` with ``train.fit`` and the
+    real-model API on the user's loaders and steps; the search (sensitivity,
+    prune steps, bits) is the same for both and only calls these.
+    ``retrain(epochs, seed, desc)`` trains with ``masks`` enforced;
+    ``refine(bits)`` quantizes every weight (k-means, ``bits`` per weight, in
+    ``weights`` order) from the model as it is and fine-tunes the centroids,
+    returning whatever the caller needs to write the file.
+    """
+
+    model: nn.Module
+    weights: list[tuple[str, torch.Tensor]]
+    masks: MaskSet
+    error: Callable[[], float]
+    retrain: Callable[[int, int, str], None]
+    refine: Callable[[list[int]], Any]
+
+
+def search(ops: SearchOps, cfg: BudgetConfig) -> tuple[Any, dict, dict[str, float]]:
+    """Sensitivity, prune steps and bits within ``cfg.max_loss`` on ``ops.error``.
+
+    Returns what the last ``refine`` returned, the report's ``budget`` section
+    (without ``settings``, which the caller knows from its records) and the
+    pruned densities.
+    """
+    check_budget_config(cfg)
+    seed_everything(cfg.seed)
+    t_all = time.time()
+    e0 = ops.error()
+    limit = e0 + cfg.max_loss / 100
+    rep: dict = {"max_loss_pp": cfg.max_loss, "dense_val_error": e0, "limit_val_error": limit, "seconds": {}}
+
+    t0 = time.time()
+    curves = sensitivity(ops.weights, ops.error)
+    rep["sensitivity"] = {c.name: {"density": c.density.tolist(), "val_error": c.error.tolist()} for c in curves}
+    rep["seconds"]["sensitivity"] = round(time.time() - t0, 1)
+
+    t0 = time.time()
+    err, steps = prune_search(ops, curves, e0 + (1 - cfg.quant_share) * (limit - e0), cfg)
+    rep["steps"] = steps
+    rep["pruned_val_error"] = err
+    rep["seconds"]["prune"] = round(time.time() - t0, 1)
+    density = ops.masks.density()
+
+    t0 = time.time()
+    result, err, scans = choose_bits(ops, limit, init=cfg.init, seed=cfg.seed, max_bits=cfg.max_bits)
+    rep["bits_scan"] = scans
+    rep["final_val_error"] = err
+    rep["val_loss_pp"] = 100 * (err - e0)
+    rep["within_budget"] = bool(err <= limit)
+    rep["seconds"]["bits"] = round(time.time() - t0, 1)
+    rep["seconds"]["search"] = round(time.time() - t_all, 1)
+    return result, rep, density
 
 
 def config_from_args(args: argparse.Namespace, dense_meta: dict) -> BudgetConfig:
@@ -123,43 +193,30 @@ def compress_to_budget(model: nn.Module, arch: str, data: Dataset, cfg: BudgetCo
     check_budget_config(cfg)
     train, val = hold_out(data.train, cfg.val_fraction, cfg.seed)
     check_config(model, arch, Dataset(data.name, train, val), _pipeline_like(cfg))
-    seed_everything(cfg.seed)
     dense_state = copy.deepcopy(model.state_dict())
     layers = compressible_layers(model)
-    t_all = time.time()
-    e0 = error_rate(model, val)
-    limit = e0 + cfg.max_loss / 100
-    rep: dict = {"max_loss_pp": cfg.max_loss, "val_fraction": cfg.val_fraction, "val_images": len(val),
-                 "dense_val_error": e0, "limit_val_error": limit, "seconds": {}}
+    masks = Masks(model)
+    pruned: dict[str, torch.Tensor] = {}
 
-    t0 = time.time()
-    curves = sensitivity(model, layers, val)
-    rep["sensitivity"] = {c.name: {"density": c.density.tolist(), "val_error": c.error.tolist()} for c in curves}
-    rep["seconds"]["sensitivity"] = round(time.time() - t0, 1)
+    def retrain(epochs: int, seed: int, desc: str) -> None:
+        fit(model, train, replace(cfg.retrain, epochs=epochs), seed=seed, hooks=masks.hooks(), desc=desc)
 
-    t0 = time.time()
-    masks, err, steps = prune_search(model, train, val, curves, e0 + (1 - cfg.quant_share) * (limit - e0), cfg)
-    rep["steps"] = steps
-    rep["pruned_val_error"] = err
-    rep["seconds"]["prune"] = round(time.time() - t0, 1)
-    density = masks.density()
-    pruned = {n: m.weight.detach().clone() for n, m in layers}  # for the codebook figure (Fig. 4)
+    def refine(bits: list[int]) -> list[LayerQuant]:
+        if not pruned:  # the first call sees the pruned weights: kept for the codebook figure (Fig. 4)
+            pruned.update({n: m.weight.detach().clone() for n, m in layers})
+        quants = [quantize_layer(n, m.weight.detach().numpy(), m.weight.detach().numpy() != 0, b, cfg.init, cfg.seed)
+                  for (n, m), b in zip(layers, bits, strict=True)]
+        round_to_storage(model, quants)
+        return finetune(model, quants, train, cfg.finetune, cfg.seed)
 
-    t0 = time.time()
-    quants, err, scans = choose_bits(model, train, val, masks, limit, init=cfg.init, seed=cfg.seed,
-                                     max_bits=cfg.max_bits, tune=cfg.finetune)
-    rep["bits_scan"] = scans
-    rep["final_val_error"] = err
-    rep["val_loss_pp"] = 100 * (err - e0)
-    rep["within_budget"] = bool(err <= limit)
-    rep["seconds"]["bits"] = round(time.time() - t0, 1)
-
+    ops = SearchOps(model, [(n, m.weight) for n, m in layers], masks, lambda: error_rate(model, val), retrain, refine)
+    quants, rep, density = search(ops, cfg)
+    rep.update(val_fraction=cfg.val_fraction, val_images=len(val))
     records = _records(layers, quants)
     for rec in records:
         rec.zbits = best_zbits(rec)
     rep["settings"] = {r.name: {"density": density[r.name], "nonzeros": int(np.count_nonzero(r.index)),
                                 "bits": r.wbits, "zbits": r.zbits} for r in records}
-    rep["seconds"]["search"] = round(time.time() - t_all, 1)
     report = {"arch": arch, "dataset": data.name, "budget": rep, "density": density,
               "zbits": [r.zbits for r in records],
               "weight_hist": {n: _histogram(w[w != 0].numpy()) for n, w in pruned.items()},
@@ -187,7 +244,7 @@ SENSITIVITY_GRID = tuple(2.0 ** (-k / 2) for k in range(21))  # 1 down to 1/1024
 
 
 @torch.no_grad()
-def sensitivity(model: nn.Module, layers: list[tuple[str, nn.Module]], val: Split,
+def sensitivity(weights: list[tuple[str, torch.Tensor]], error: Callable[[], float],
                 grid: tuple[float, ...] = SENSITIVITY_GRID) -> list[Curve]:
     """Validation error with one layer at a time pruned to each density (no retraining).
 
@@ -195,28 +252,27 @@ def sensitivity(model: nn.Module, layers: list[tuple[str, nn.Module]], val: Spli
     that density the curve says only "unusable", which is all the allocation needs.
     """
     curves = []
-    bar = tqdm(total=len(layers) * len(grid), desc="sensitivity", unit="eval", leave=False)
-    for name, m in layers:
-        w = m.weight.detach().clone()
+    bar = tqdm(total=len(weights) * len(grid), desc="sensitivity", unit="eval", leave=False)
+    for name, weight in weights:
+        w = weight.detach().clone()
         dens, errs = [], []
         for d in grid:
             if d * w.numel() < 1:
                 break
             thr = magnitude_threshold(w, d)
-            m.weight.copy_(w * (w.abs() >= thr))
+            weight.copy_(w * (w.abs() >= thr))
             dens.append(d)
-            errs.append(error_rate(model, val))
+            errs.append(error())
             bar.update()
             if errs[-1] > 0.5:
                 break
-        m.weight.copy_(w)
+        weight.copy_(w)
         curves.append(Curve(name, w.numel(), np.array(dens), np.array(errs)))
     bar.close()
     return curves
 
 
-def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve], limit: float,
-                 cfg: BudgetConfig) -> tuple[Masks, float, list[dict]]:
+def prune_search(ops: SearchOps, curves: list[Curve], limit: float, cfg: BudgetConfig) -> tuple[float, list[dict]]:
     """Prune in steps toward ever smaller allocations while the validation error stays within ``limit``.
 
     Why steps with back-off instead of one allocation: the curves are measured
@@ -227,10 +283,10 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
     error below what the short checks measured; the next series spends that
     recovered slack, and a series that accepts no step ends the search.
     """
-    masks = Masks(model)
+    model, masks = ops.model, ops.masks
     sizes = {c.name: c.size for c in curves}
     kept = (copy.deepcopy(model.state_dict()), {k: v.clone() for k, v in masks.masks.items()})
-    err, steps, i = error_rate(model, val), [], 0
+    err, steps, i = ops.error(), [], 0
     bar = tqdm(total=cfg.max_steps, desc="prune", unit="step", leave=False)
     for series in range(cfg.series):
         accepted, cut = 0, cfg.cut
@@ -240,8 +296,8 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
             dens = {n: min(now[n], d) for n, d in allocate(curves, target).items()}
             if all(dens[n] * sizes[n] > now[n] * sizes[n] - 1 for n in dens):  # nothing would be pruned
                 break
-            _prune_to(masks, dens)
-            e, rounds = _recover(model, train, val, masks, limit, cfg, i)
+            _prune_to(ops, dens)
+            e, rounds = _recover(ops, limit, cfg, i)
             i += 1
             bar.update()
             ok = e <= limit
@@ -259,9 +315,8 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
                     break
         if not accepted:
             break
-        fit(model, train, replace(cfg.retrain, epochs=cfg.final_epochs), seed=cfg.seed + 100 * series,
-            hooks=masks.hooks(), desc="final retrain")
-        e = error_rate(model, val)
+        ops.retrain(cfg.final_epochs, cfg.seed + 100 * series, "final retrain")
+        e = ops.error()
         ok = e <= limit  # the longer-trained weights, unless they broke the limit (noise aside, they rarely do)
         steps.append({"series": series, "final_retrain": True, "density": masks.density(), "val_error": e,
                       "accepted": ok})
@@ -273,11 +328,10 @@ def prune_search(model: nn.Module, train: Split, val: Split, curves: list[Curve]
             masks.masks = {k: v.clone() for k, v in kept[1].items()}
     bar.close()
     masks.apply()
-    return masks, err, steps
+    return err, steps
 
 
-def _recover(model: nn.Module, train: Split, val: Split, masks: Masks, limit: float, cfg: BudgetConfig,
-             step: int) -> tuple[float, int]:
+def _recover(ops: SearchOps, limit: float, cfg: BudgetConfig, step: int) -> tuple[float, int]:
     """Retrain a pruned step and check it; over ``limit``, up to ``cfg.patience`` more rounds while it improves.
 
     Why: a check after a few epochs is pessimistic (the hand-tuned runs
@@ -287,18 +341,18 @@ def _recover(model: nn.Module, train: Split, val: Split, masks: Masks, limit: fl
     """
     rounds, e = 0, float("inf")
     while rounds <= cfg.patience:
-        fit(model, train, replace(cfg.retrain, epochs=cfg.epochs_per_step), seed=cfg.seed + 1 + step + 1000 * rounds,
-            hooks=masks.hooks(), desc=f"retrain {step + 1}.{rounds}")
-        rounds, before, e = rounds + 1, e, error_rate(model, val)
+        ops.retrain(cfg.epochs_per_step, cfg.seed + 1 + step + 1000 * rounds, f"retrain {step + 1}.{rounds}")
+        rounds, before, e = rounds + 1, e, ops.error()
         if e <= limit or e >= before:
             break
     return e, rounds
 
 
-def _prune_to(masks: Masks, density: dict[str, float]) -> None:
+def _prune_to(ops: SearchOps, density: dict[str, float]) -> None:
     """Shrink each layer's mask to ``density`` of its weights by magnitude (masks only shrink)."""
-    for name, m in masks.layers:
-        w = m.weight.detach() * masks.masks[name]
+    masks = ops.masks
+    for name, weight in ops.weights:
+        w = weight.detach() * masks.masks[name]
         thr = magnitude_threshold(w, density[name])
         masks.masks[name] = masks.masks[name] & (w.abs() >= thr)
     masks.apply()
