@@ -136,27 +136,28 @@ class Timing:
     drain: int = 4  # last decode -> accumulator written (index, symbol, codebook, multiply, add)
     requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
     readout_latency: int = 2  # last layer: idle detect + final argmax compare
+    pos_start: int = 2  # conv layers: from a position's start to its first scan slot (compressor.contract.convtiming)
+    conv_drain: int = 3  # conv layers: after the last position's tail reads, until the next layer's setup
 
 
-def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
-                 timing: Timing) -> tuple[int, int]:
-    """(cycles, ideal cycles) of one layer for one input vector ``acts``.
+def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
+    """(end of the column phase, ideal cycles) of one scan of ``acts`` whose first slot is cycle ``start``.
 
     The broadcaster scans the activations in groups of N (one bank per PE),
     one group per cycle, issuing a group's non-zeros one per cycle (leading
     non-zero detection); an issue waits for room in every PE's FIFO. A PE
-    spends ``max(entries, 1)`` cycles on each column it pops.
+    spends ``max(entries, 1)`` cycles on each column it pops. The phase ends
+    once the scan is over and every PE has drained.
     """
     n = entries.shape[1]
     nz = np.flatnonzero(acts)
     ideal = int(entries[nz].max(axis=1, initial=0).sum()) if nz.size else 0
     groups = -(-acts.size // n)
     per_group = np.bincount(nz // n, minlength=groups)
-    t = timing.setup
+    t = start
     d = timing.fifo_depth
     starts = np.zeros((nz.size, n), dtype=np.int64)
     end = np.zeros(n, dtype=np.int64)
-    k = 0
     cost = np.maximum(entries[nz], 1)
     # empty groups before each non-zero cost one scan cycle each
     empty_before = np.cumsum(per_group == 0)[nz // n]
@@ -170,7 +171,15 @@ def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
         end = s + cost[k]
         t = b + 1
     t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
-    done = max(t, int(end.max(initial=0)) + timing.drain)
+    return max(t, int(end.max(initial=0)) + timing.drain), ideal
+
+
+def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
+                 timing: Timing) -> tuple[int, int]:
+    """(cycles, ideal cycles) of one fully connected layer for one input vector ``acts``:
+    setup, the scan (:func:`scan_cycles`) and the tail."""
+    n = entries.shape[1]
+    done, ideal = scan_cycles(acts, entries, timing, timing.setup)
     tail = -(-rows // n) + timing.requant_latency if relu else rows + timing.readout_latency
     return done + tail, ideal
 
