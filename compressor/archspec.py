@@ -44,3 +44,20 @@ def arch_arg(spec: str) -> str:
     except DeepcompError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return spec
+
+
+LENET5_INPUT = (1, 28, 28)  # (C, H, W) of an MNIST image
+
+
+def engine_plan(spec: str) -> tuple[tuple[int, int, int] | None, list[tuple[str, int]]]:
+    """How a built-in arch runs on the engine: its input map and each layer's ``(act, pool)``.
+
+    The input is ``(C, H, W)`` for a conv net (None: a vector). ``act`` is ``"relu"``
+    (ReLU, uint8 output), ``"signed"`` (no non-linearity, int8 output) or ``"logits"``
+    (the last layer); ``pool`` 2 is a 2x2 max-pool after the layer, 1 none. LeNet-5 is
+    Caffe's: no ReLU after its convolutions, so their outputs are signed.
+    """
+    if spec == "lenet5":
+        return LENET5_INPUT, [("signed", 2), ("signed", 2), ("relu", 1), ("logits", 1)]
+    n = len(arch_shapes(spec))
+    return None, [("relu", 1)] * (n - 1) + [("logits", 1)]

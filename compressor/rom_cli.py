@@ -7,44 +7,54 @@ from pathlib import Path
 
 import numpy as np
 
+from .archspec import arch_shapes, engine_plan
 from .contract.cli import IMAGES, PES, Command, add_data_args, bounded, emit
-from .contract.container import CompressedModel, load
+from .contract.container import CompressedModel, load, pair
 from .contract.data import load_dataset
 from .contract.errors import DeepcompError
-from .contract.fixedpoint import IntLayer, feature_scale, quantize_features, to_int_layers
-from .contract.rom import FLAG_SIGNED_INPUT, build, save
+from .contract.fixedpoint import ConvGeom, IntLayer, to_int_layers
+from .contract.rom import build, save
 
 
-def float_layers(cm: CompressedModel) -> list[tuple]:
-    """The fully connected layers as (index, codebook, bias, wbits, zbits).
+def float_layers(cm: CompressedModel, source: str | None = None) -> list[tuple]:
+    """Every layer as (index, codebook, bias, wbits, zbits, conv, signed), the index in model order.
 
-    Convolutions must all come before the fully connected layers: they run on
-    the host (docs/arithmetic.md, "Convolutions") and are not part of the ROM.
+    A net of Linear layers needs no architecture knowledge (ReLU hidden layers, logits
+    last). A conv net's input size, pooling and activations come from its built-in arch
+    (:func:`compressor.archspec.engine_plan`: LeNet-5 only).
     """
+    source = source or cm.arch
     if cm.version == 2 or not cm.fits_v1():  # BatchNorm, groups, ...: the engine would silently drop them
-        raise DeepcompError(f"{cm.arch}: the ROM holds Linear layers (after host convolutions) only; this "
+        raise DeepcompError(f"{source}: the ROM holds Linear and Conv2d layers only; this "
                             ".dcz stores other layers or tensors (made by compressor.api)")
-    kinds = [r.kind for r in cm.layers]
-    first_fc = kinds.index("linear") if "linear" in kinds else None
-    if first_fc is None or "conv" in kinds[first_fc:]:
-        raise DeepcompError(f"{cm.arch}: the ROM needs fully connected layers after any convolutions")
-    return [(r.matrix_index, r.codebook, r.bias if r.bias is not None else np.zeros(r.shape[0]),
-             r.wbits, r.zbits) for r in cm.layers if r.kind == "linear"]
-
-
-def host_features(cm: CompressedModel, images: np.ndarray, source: str = "<model>") -> np.ndarray | None:
-    """Real-valued inputs of the first fc layer for a conv net (None for an MLP: pixels go in)."""
+    bias = [r.bias if r.bias is not None else np.zeros(r.shape[0]) for r in cm.layers]
     if all(r.kind == "linear" for r in cm.layers):
-        return None
-    import torch
-
-    from .models import to_module
-    from .train import to_tensor
-
-    model = to_module(cm, source=source)
-    with torch.no_grad():
-        return np.concatenate([model.features(to_tensor(images[i:i + 1000])).numpy()
-                               for i in range(0, len(images), 1000)])
+        return [(r.matrix_index, r.codebook, b, r.wbits, r.zbits, None, False)
+                for r, b in zip(cm.layers, bias, strict=True)]
+    try:
+        shape, plan = engine_plan(cm.arch)
+        ok = shape is not None and arch_shapes(cm.arch) == [r.shape for r in cm.layers]
+    except DeepcompError:
+        ok = False
+    if not ok:
+        raise DeepcompError(f"{source}: architecture {cm.arch!r}: the ROM knows the pooling and activations "
+                            "of the built-in conv net lenet5 only")
+    out = []
+    c, h, w = shape
+    fc_seen = False
+    for i, (r, b, (act, pool)) in enumerate(zip(cm.layers, bias, plan, strict=True)):
+        geom = None
+        if r.kind == "conv":
+            stride, pad = pair(r.stride)[0], pair(r.padding)[0]
+            geom = ConvGeom.from_padding(c, h, w, r.shape[2], r.shape[3], stride, pad, pad, pool=pool)
+            why = "a convolution after a fully connected layer" if fc_seen else geom.problem()
+            if why:
+                raise DeepcompError(f"{source}: layer {i} ({r.name}): {why}: the engine cannot run it")
+            c, h, w = r.shape[0], geom.out_hp, geom.out_wp
+        else:
+            fc_seen = True
+        out.append((r.matrix_index, r.codebook, b, r.wbits, r.zbits, geom, act == "signed"))
+    return out
 
 
 def calibration_images(dataset: str, data_dir: Path | None, count: int, seed: int = 0) -> np.ndarray:
@@ -54,18 +64,17 @@ def calibration_images(dataset: str, data_dir: Path | None, count: int, seed: in
 
 def int_layers_for(cm: CompressedModel, dataset: str, data_dir: Path | None,
                    calib: int, percentile: float, source: str = "<model>") -> tuple[list[IntLayer], float]:
-    """Integer layers and the input scale (0 for pixels) of the ROM."""
+    """Integer layers (model order) and the input scale (0: pixels) of the ROM.
+
+    The whole net, convolutions included, is calibrated on the integer network itself
+    (compressor.contract.fixedpoint): no torch.
+    """
+    fl = float_layers(cm, source)
     images = calibration_images(dataset, data_dir, calib)
-    first = cm.layers[0]
-    if first.kind == "linear" and images[0].size != first.shape[1]:
-        raise DeepcompError(f"{source}: expects {first.shape[1]} inputs, {dataset} images have {images[0].size}")
-    feats = host_features(cm, images, source)
-    if feats is None:
-        return to_int_layers(float_layers(cm), images.reshape(len(images), -1),
-                             percentile=percentile), 0.0
-    scale = feature_scale(feats, percentile)
-    return to_int_layers(float_layers(cm), quantize_features(feats, scale), percentile=percentile,
-                         input_scale=scale), scale
+    want = fl[0][5].in_size if fl[0][5] is not None else fl[0][0].shape[1]
+    if images[0].size != want:
+        raise DeepcompError(f"{source}: expects {want} inputs, {dataset} images have {images[0].size}")
+    return to_int_layers(fl, images.reshape(len(images), -1), percentile=percentile), 0.0
 
 
 def add_rom_args(p: argparse.ArgumentParser) -> None:
@@ -84,11 +93,10 @@ def run_rom(args: argparse.Namespace) -> int:
     from .commands import dataset_for_arch
 
     cm = load(args.model)
-    float_layers(cm)  # a file the ROM cannot hold says so before its arch is looked up
-    layers, scale = int_layers_for(cm, args.dataset or dataset_for_arch(cm.arch), args.data_dir,
-                                   args.calib_images, args.percentile, str(args.model))
-    image = build(layers, args.pes, args.max_code_len, flags=FLAG_SIGNED_INPUT if scale else 0,
-                  input_scale=scale)
+    float_layers(cm, str(args.model))  # a file the ROM cannot hold says so before its arch is looked up
+    layers, _ = int_layers_for(cm, args.dataset or dataset_for_arch(cm.arch), args.data_dir,
+                               args.calib_images, args.percentile, str(args.model))
+    image = build(layers, args.pes, args.max_code_len)
     save(image, args.output, args.format)
     print(f"wrote {args.output}: {len(image)} bytes ROM for {args.pes} PEs "
           f"(.dcz {args.model.stat().st_size} bytes)")
@@ -99,8 +107,9 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("rom", type=Path, help="ROM image (bin, hex or mem)")
     add_data_args(p, default="mnist")
     p.add_argument("--images", type=IMAGES, help="first K test images (default: all)")
-    p.add_argument("--host", type=Path,
-                   help="for a ROM of a conv net's fc layers: the .dcz whose convolutions run on the host")
+    p.add_argument("--cycle-images", type=IMAGES,
+                   help="run the cycle model on the first K of the images only (default: all; a conv "
+                        "layer's cycle model costs a scan per output position)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--logits", action="store_true",
                    help="with --json: also each image's int32 logits and cycle count")
@@ -109,11 +118,12 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
 
 
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
-               host: Path | None = None, logits: bool = False, fifo_depth: int = 8) -> dict:
+               logits: bool = False, fifo_depth: int = 8, cycle_images: int | None = None) -> dict:
     """Decode the ROM, run the integer network and the cycle model on test images.
 
-    ``cycles`` and ``ideal_cycles`` are means per inference; ``utilisation`` is
-    Σ ideal ÷ Σ cycles over the images (not a mean of ratios).
+    ``cycles`` and ``ideal_cycles`` are means per inference (over the first
+    ``cycle_images`` images when given); ``utilisation`` is Σ ideal ÷ Σ cycles
+    over those images (not a mean of ratios); ``layers`` the per-layer means.
     """
     from compressor.contract.golden import Timing, decode_rom, infer
 
@@ -121,39 +131,38 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
 
     rom = load_rom(rom_path)
     layers = decode_rom(rom, str(rom_path))
+    if rom.signed_input:
+        raise DeepcompError(f"{rom_path}: takes signed int8 input features (an fc-only ROM of a conv net); "
+                            "deepcomp golden feeds dataset images: build the whole net with deepcomp rom")
     data = load_dataset(dataset, data_dir)
     x = data.test.images[:images]
     y = data.test.labels[: len(x)]
-    if rom.signed_input:
-        if host is None:
-            raise DeepcompError(f"{rom_path}: holds the fc layers of a conv net; pass --host model.dcz")
-        feats = host_features(load(host), x, str(host))
-        if feats is None or feats[0].size != rom.input_size:
-            raise DeepcompError(f"{host}: its convolutions make {0 if feats is None else feats[0].size} "
-                                f"features, {rom_path} expects {rom.input_size} inputs")
-        x = quantize_features(feats, rom.input_scale)
-    elif host is not None:
-        raise DeepcompError(f"{rom_path}: takes pixels; --host is only for the fc layers of a conv net")
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")
-    res = infer(layers, x, Timing(fifo_depth=fifo_depth))
+    res = infer(layers, x, Timing(fifo_depth=fifo_depth), cycle_images)
+    k = max(len(res["cycles"]), 1)
     return {
         "rom": str(rom_path), "pes": rom.n_pes, "images": int(len(x)),
         "error": float((res["pred"] != y).mean()) if len(x) else 0.0,
-        "cycles": float(res["cycles"].mean()), "ideal_cycles": float(res["ideal"].mean()),
+        "cycles": float(res["cycles"].sum() / k), "ideal_cycles": float(res["ideal"].sum() / k),
         "utilisation": float(res["ideal"].sum() / max(res["cycles"].sum(), 1)),
+        "cycle_images": int(len(res["cycles"])),
+        "layers": [{"cycles": float(c), "ideal_cycles": float(i)} for c, i in
+                   zip(res["layer_cycles"].sum(axis=0) / k, res["layer_ideal"].sum(axis=0) / k, strict=True)],
         "predictions": res["pred"].tolist(),
         **({"logits": res["logits"].tolist(), "cycles_each": res["cycles"].tolist()} if logits else {}),
     }
 
 
 def run_golden(args: argparse.Namespace) -> int:
-    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.host, args.logits,
-                     args.fifo_depth)
+    res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.logits, args.fifo_depth,
+                     args.cycle_images)
+    k = res["cycle_images"]
+    on = "" if k == res["images"] else f" on the first {k} images"
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "
          f"{res['cycles']:.0f} cycles/inference (ideal {res['ideal_cycles']:.0f}, "
-         f"utilisation {res['utilisation']:.3f}) with {res['pes']} PEs")
+         f"utilisation {res['utilisation']:.3f}{on}) with {res['pes']} PEs")
     return 0
 
 

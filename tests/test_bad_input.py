@@ -14,10 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compressor.contract.container import encode, save
-from compressor.contract.rom import build, to_readmemh
-from sim.testnets import extreme_net
-from tests.conftest import MNIST_DIR, random_mlp
+from compressor.contract.container import CompressedModel, encode, save
+from compressor.contract.fixedpoint import ConvGeom
+from compressor.contract.rom import FLAG_SIGNED_INPUT, build, to_readmemh
+from sim.testnets import extreme_net, int_layer
+from tests.conftest import MNIST_DIR, random_mlp, random_record
+
+
+def conv_net():
+    """conv 1x8x8 -> 4@3x3, pool 2 (signed) -> fc 10: a version 2 image for the digits."""
+    rng = np.random.default_rng(4)
+    conv = int_layer(rng, 4, 9, 0.6)
+    conv.conv, conv.signed = ConvGeom.from_padding(1, 8, 8, 3, 3, pool=2), True
+    return [conv, int_layer(rng, 10, 36, 0.5, relu=False)]
 
 
 def recrc(data: bytes) -> bytes:
@@ -63,10 +72,20 @@ def files(tmp_path_factory) -> dict[str, Path]:
     text = to_readmemh(image, 1).splitlines(keepends=True)
     (d / "short.hex").write_bytes(b"".join(text[:-10]))  # the header claims 10 bytes more
     (d / "mlp.rom").write_bytes(build(extreme_net(np.random.default_rng(3)), 1))
+    # a conv net of an architecture whose pooling/activations the ROM does not know
+    conv = random_record(rng, 6, 9, 0.5, wbits=8, zbits=5, name="conv")
+    conv.kind, conv.shape = "conv", (6, 1, 3, 3)
+    conv.index = conv.index.reshape(conv.shape)
+    save(CompressedModel("my-convnet", [conv, random_record(rng, 10, 6 * 36, 0.3)]), d / "conv.dcz")
+    signed = build(extreme_net(np.random.default_rng(3)), 2, flags=FLAG_SIGNED_INPUT, input_scale=0.5)
+    (d / "signed.rom").write_bytes(signed)
+    v2 = build(conv_net(), 2)  # a version 2 image; then pool 3 in its conv block (CRC re-sealed)
+    (d / "pool3.rom").write_bytes(recrc(v2[:32 + 36 + 15] + b"\x03" + v2[32 + 36 + 16:]))
     (d / "adir").mkdir()
     (d / "afile").write_text("x")
     (d / "nodigits").mkdir()
-    for name in ("ok.rom", "crc.rom", "short.hex", "mlp.rom", "adir", "afile", "nodigits"):
+    for name in ("ok.rom", "crc.rom", "short.hex", "mlp.rom", "adir", "afile", "nodigits", "conv.dcz",
+                 "signed.rom", "pool3.rom"):
         out[name] = d / name
     return out
 
@@ -127,7 +146,10 @@ CASES = [
     ("golden-images-0", ["golden", "{ok.rom}", "--dataset", "digits", "--images", "0"]),
     ("golden-images-neg", ["golden", "{ok.rom}", "--dataset", "digits", "--images", "-1"]),
     ("golden-dataset-mismatch", ["golden", "{ok.rom}", "--dataset", "mnist", "--data-dir", str(MNIST_DIR)]),
-    ("golden-host-on-pixels", ["golden", "{ok.rom}", "--dataset", "digits", "--host", "{ok.dcz}"]),
+    ("golden-signed-input", ["golden", "{signed.rom}", "--dataset", "digits"]),
+    ("golden-conv-pool-3", ["golden", "{pool3.rom}", "--dataset", "digits"]),
+    ("golden-cycle-images-0", ["golden", "{ok.rom}", "--dataset", "digits", "--cycle-images", "0"]),
+    ("rom-conv-unknown-arch", ["rom", "{conv.dcz}", "-o", "{out}/m.rom", "--dataset", "digits"]),
     ("verilog-pes", ["verilog", "--rom", "{ok.rom}", "--pes", "3", "-o", "{out}/v"]),
     ("verilog-crc", ["verilog", "--rom", "{crc.rom}", "--pes", "2", "-o", "{out}/v"]),
     ("verilog-out-is-file", ["verilog", "--rom", "{ok.rom}", "--pes", "2", "-o", "{afile}"]),

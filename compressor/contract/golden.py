@@ -9,8 +9,11 @@ Python step per symbol. Any inconsistency (invalid code, a code crossing a
 column end, a row past the PE's rows) raises FormatError, and every loop is
 bounded by the segment lengths, so corrupt input cannot hang it.
 
-``infer`` runs the integer network (compressor.fixedpoint); ``cycles`` is the
-cycle model of the RTL's schedule (docs/arithmetic.md, "Cycle model").
+``infer`` runs the integer network (compressor.fixedpoint) in the storage
+order the engine's activation banks hold (a version 2 image's matrices are
+decoded in that order), and the cycle model of the RTL's schedule
+(docs/arithmetic.md, "Cycle model"; convolutions:
+compressor.contract.convtiming).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FormatError
-from .fixedpoint import IntLayer, run_int
+from .fixedpoint import IntLayer, run_int, storage_input
 from .rom import RomImage, RomLayer
 from .sparse import relative_decode
 
@@ -113,7 +116,7 @@ def decode_layer(rom: RomImage, li: int, path: str = "<rom>",
     index = np.zeros((layer.rows, layer.cols), dtype=np.int64)
     index[row, col] = widx
     il = IntLayer(index, layer.codebook, layer.bias, layer.relu, layer.mult, layer.shift,
-                  layer.wbits, layer.zbits)
+                  layer.wbits, layer.zbits, layer.conv, layer.signed)  # storage order for rom.n_pes
     bound = il.acc_bound()
     if bound >= 1 << (rom.acc_bits - 1):  # the RTL's int32 accumulator would wrap
         raise FormatError(f"{path}: layer {li}: accumulator bound {bound} needs more than "
@@ -184,15 +187,32 @@ def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
     return done + tail, ideal
 
 
-def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing()) -> dict:
-    """Integer inference and cycle counts for a batch of uint8 input vectors."""
+def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing(),
+          cycle_images: int | None = None) -> dict:
+    """Integer inference and cycle counts for a batch of input vectors.
+
+    ``acts``: (n, input_size) layer-0 inputs as the host sends them (uint8 pixels; for a
+    conv net the image in (C, H, W) order), mapped into the engine's storage order here.
+    ``cycle_images``: run the cycle model on the first K images only (None: all); ``cycles``,
+    ``ideal`` and ``layer_cycles`` / ``layer_ideal`` ((K, layers)) then have K rows.
+    """
+    n_pes = layers[0].entries.shape[1] if layers else 1
+    ils = [d.int_layer for d in layers]
     acts = np.asarray(acts, dtype=np.int64).reshape(len(acts), -1)
-    logits, inputs = run_int([d.int_layer for d in layers], acts)
-    cycles = np.zeros(len(acts), dtype=np.int64)
-    ideal = np.zeros(len(acts), dtype=np.int64)
-    for li, d in enumerate(layers):
-        for i in range(len(acts)):
-            c, idl = layer_cycles(inputs[li][i], d.entries, d.int_layer.rows, d.int_layer.relu, timing)
-            cycles[i] += c
-            ideal[i] += idl
-    return {"logits": logits, "pred": logits.argmax(axis=1), "cycles": cycles, "ideal": ideal}
+    k = len(acts) if cycle_images is None else min(len(acts), cycle_images)
+    logits, inputs = run_int(ils, storage_input(acts, ils[0], n_pes), n_pes, keep=k)
+    per = np.zeros((k, len(layers)), dtype=np.int64)
+    per_ideal = np.zeros((k, len(layers)), dtype=np.int64)
+    for li, (d, il) in enumerate(zip(layers, ils, strict=True)):
+        if il.conv is not None:
+            from .convtiming import conv_layer_cycles  # it imports this module
+
+            gather = il.conv.gather(n_pes)  # positions in the engine's order
+            padded = np.concatenate([inputs[li], np.zeros((k, 1), dtype=np.int64)], axis=1)
+            for i in range(k):
+                per[i, li], per_ideal[i, li] = conv_layer_cycles(padded[i][gather], d.entries, il.rows, timing)
+            continue
+        for i in range(k):
+            per[i, li], per_ideal[i, li] = layer_cycles(inputs[li][i], d.entries, il.rows, il.relu, timing)
+    return {"logits": logits, "pred": logits.argmax(axis=1), "cycles": per.sum(axis=1),
+            "ideal": per_ideal.sum(axis=1), "layer_cycles": per, "layer_ideal": per_ideal}

@@ -11,6 +11,12 @@ decoder uses (``limit``/``offset`` per length + symbols in canonical order).
 To skip a zero activation's column without decoding it, a pointer table gives
 each PE's bit offset of every column start (C + 1 rows x N pointers; column
 j ends where j + 1 starts). Byte-by-byte layout: docs/format.md.
+
+Version 1 holds fully connected layers only (ReLU hidden layers); version 2
+(written whenever a layer is a convolution or has a signed int8 output) adds
+a 20-byte block to every descriptor: the layer kind, its activation and a
+convolution's geometry. The matrices of a version 2 image are in the storage
+order for N PEs (:func:`compressor.contract.fixedpoint.to_storage`).
 """
 
 from __future__ import annotations
@@ -23,15 +29,20 @@ import numpy as np
 
 from .binfmt import Reader, atomic_write, read_file
 from .errors import DeepcompError, FormatError
-from .fixedpoint import MULT_BITS, IntLayer
+from .fixedpoint import MULT_BITS, ConvGeom, IntLayer, chain_problem, cs, to_storage
 from .huffman import CanonicalCode, decode_tables
 from .romtext import from_readmemh, to_readmemh
 from .sparse import relative_encode
 
 MAGIC = b"DCRM"
-VERSION = 1
+VERSION = 1  # fully connected layers only
+VERSION_CONV = 2  # descriptors with the conv block: convolutions, signed outputs
 HEADER = struct.Struct("<4sBBBBHHBBBBIIIf")  # 32 bytes
 DESC = struct.Struct("<HHBBBBIIIIIIHH")  # 36 bytes
+# version 2: kind, act, kh, kw, in_h, in_w, in_c, cs_in, stride, pad_h, pad_w, pool, out_h, out_w
+CONV_BLOCK = struct.Struct("<BBBBHHHHBBBBHH")  # 20 bytes after each descriptor
+KIND_FC, KIND_CONV = 0, 1
+ACT_LOGITS, ACT_RELU, ACT_SIGNED = 0, 1, 2
 TABLE_ENTRY = struct.Struct("<II")  # limit, offset for one code length
 MAX_PES = 64
 MAX_L = 16
@@ -62,6 +73,8 @@ class RomLayer:
     symbols: np.ndarray  # int64, canonical order
     bias: np.ndarray  # int64 (rows,)
     ptr: np.ndarray  # int64 (cols + 1, N): bit offset of each column start in each PE region
+    conv: ConvGeom | None = None  # version 2: a convolution layer (columns in storage order)
+    signed: bool = False  # version 2: hidden layer with int8 output (act 2)
 
 
 @dataclass
@@ -81,6 +94,7 @@ class RomImage:
     # absolute byte offset of each PE's stream region in the image (a runtime loader
     # picks the stream bytes out of the image as it streams past)
     stream_offsets: list[int] = field(default_factory=list)
+    version: int = VERSION
 
     @property
     def signed_input(self) -> bool:
@@ -123,9 +137,18 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
         raise DeepcompError(f"the engine has {CB_BITS}-bit codebooks and a {ACC_BITS}-bit accumulator")
     if not layers or len(layers) > 255:
         raise DeepcompError(f"{len(layers)} layers: the ROM holds 1..255")
-    for a, b in zip(layers[:-1], layers[1:], strict=False):
-        if a.rows != b.cols:
-            raise DeepcompError(f"layer shapes do not chain ({a.rows} outputs feed {b.cols} inputs)")
+    why = chain_problem(layers)
+    if why:
+        raise DeepcompError(why)
+    version = VERSION_CONV if any(ly.conv is not None or ly.signed for ly in layers) else VERSION
+    if version == VERSION_CONV:  # the matrices in the storage order for N PEs
+        if layers[0].in_size() >= 1 << 16:
+            raise DeepcompError(f"{layers[0].in_size()} inputs: the ROM holds up to 65,535")
+        for li, layer in enumerate(layers):
+            if max(layer.in_size(n_pes), layer.out_size(n_pes)) >= 1 << 16:
+                raise DeepcompError(f"layer {li}: an activation map of more than 65,535 elements for "
+                                    f"{n_pes} PEs")
+        layers = to_storage(layers, n_pes)
     for li, layer in enumerate(layers):
         last = li == len(layers) - 1
         if layer.bias.shape != (layer.rows,) or layer.codebook.shape != (1 << layer.wbits,):
@@ -176,9 +199,11 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
 
     tables = [decode_tables(code, max_len) for code, _ in per_layer]
     # the one canonical layout, which parse() requires: sections at _layout's offsets, zero gaps
+    desc_size = _desc_size(version)
     layout, stream_offset = _layout([(ly.rows, ly.cols, ly.wbits, ly.zbits, t[2].size)
-                                     for ly, t in zip(layers, tables, strict=True)], n_pes, max_len, ptr_bytes)
-    base = HEADER.size + DESC.size * len(layers) + 8 * n_pes
+                                     for ly, t in zip(layers, tables, strict=True)], n_pes, max_len, ptr_bytes,
+                                    desc_size)
+    base = HEADER.size + desc_size * len(layers) + 8 * n_pes
     body = bytearray(stream_offset - base)
     descs = []
     for layer, (_, ptr), (limit, offset, symbols), offs in zip(layers, per_layer, tables, layout, strict=True):
@@ -198,18 +223,32 @@ def build(layers: list[IntLayer], n_pes: int, max_len: int = 12, cb_bits: int = 
                                shift, mult, *(offs[k][0] for k in ("codebooks", "tables", "symbols",
                                                                    "biases", "pointers")),
                                symbols.size, 0))
+        if version == VERSION_CONV:
+            descs.append(_conv_block(layer, n_pes))
     region_table = bytearray()
     off = 0
     for r in regions:
         region_table += struct.pack("<II", off, len(r))
         off += len(r)
     total = stream_offset + off + 4
-    header = HEADER.pack(MAGIC, VERSION, n_pes, len(layers), max_len, layers[0].cols,
+    header = HEADER.pack(MAGIC, version, n_pes, len(layers), max_len, layers[0].in_size(),
                          layers[-1].rows, ptr_bytes, acc_bits, cb_bits, flags,
                          HEADER.size, stream_offset, total, input_scale)
     image = header + b"".join(descs) + bytes(region_table) + bytes(body) + b"".join(regions)
     image += struct.pack("<I", _crc(image))
     return image
+
+
+def _desc_size(version: int) -> int:
+    return DESC.size + (CONV_BLOCK.size if version == VERSION_CONV else 0)
+
+
+def _conv_block(layer: IntLayer, n_pes: int) -> bytes:
+    g = layer.conv
+    if g is None:
+        return CONV_BLOCK.pack(KIND_FC, layer.act, *(0,) * 12)
+    return CONV_BLOCK.pack(KIND_CONV, layer.act, g.kh, g.kw, g.in_h, g.in_w, g.in_c, cs(g.in_c, n_pes),
+                           g.stride, g.pad_h, g.pad_w, g.pool, g.out_h, g.out_w)
 
 
 def _crc(data: bytes) -> int:
@@ -249,9 +288,10 @@ def _canonical_counts(limit: np.ndarray, offset: np.ndarray, max_len: int) -> np
     return counts
 
 
-def _layout(descs: list[tuple], n_pes: int, max_len: int, ptr_bytes: int) -> tuple[list[dict], int]:
+def _layout(descs: list[tuple], n_pes: int, max_len: int, ptr_bytes: int,
+            desc_size: int = DESC.size) -> tuple[list[dict], int]:
     """Canonical byte offsets of every layer's sections and the stream start (as :func:`build` lays them)."""
-    off = HEADER.size + DESC.size * len(descs) + 8 * n_pes
+    off = HEADER.size + desc_size * len(descs) + 8 * n_pes
     out = []
     for rows, cols, wbits, _zbits, n_sym in descs:
         offs = {}
@@ -276,10 +316,10 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
     """
     if len(data) < 4 or data[:4] != MAGIC:
         raise FormatError(f"{path}: not a deepcomp ROM image (bad magic {bytes(data[:4])!r})")
-    if len(data) > 4 and data[4] != VERSION:
-        raise FormatError(f"{path}: unsupported ROM version {data[4]} (this reads {VERSION})")
+    if len(data) > 4 and data[4] not in (VERSION, VERSION_CONV):
+        raise FormatError(f"{path}: unsupported ROM version {data[4]} (this reads {VERSION} and {VERSION_CONV})")
     r = Reader(data, path)
-    (_, _, n_pes, n_layers, max_len, in_size, n_cls, ptr_bytes, acc_bits, cb_bits, flags,
+    (_, version, n_pes, n_layers, max_len, in_size, n_cls, ptr_bytes, acc_bits, cb_bits, flags,
      desc_off, stream_off, total, input_scale) = HEADER.unpack(r.take(HEADER.size))
     size = len(r.data)
     if total != len(data):
@@ -294,8 +334,12 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
         r.fail("header flags or input scale out of range")
     if desc_off != HEADER.size:
         r.fail("section offsets out of range")
-    raw_descs = [DESC.unpack(r.take(DESC.size)) for _ in range(n_layers)]
+    raw_descs, blocks = [], []
+    for _ in range(n_layers):
+        raw_descs.append(DESC.unpack(r.take(DESC.size)))
+        blocks.append(CONV_BLOCK.unpack(r.take(CONV_BLOCK.size)) if version == VERSION_CONV else None)
     regions = [struct.unpack("<II", r.take(8)) for _ in range(n_pes)]
+    convs, acts = _conv_fields(r, raw_descs, blocks, n_pes, in_size)
     geometry = []
     budget = WEIGHTS_FLOOR + WEIGHTS_PER_BYTE * len(data)  # weights the golden model will hold
     for li, (rows, cols, wbits, zbits, relu, shift, mult, *_, n_sym, reserved) in enumerate(raw_descs):
@@ -312,12 +356,11 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
             r.fail(f"layer {li}: requantization M={mult} S={shift} out of range")
         if not 1 <= n_sym <= 1 << (wbits + zbits):
             r.fail(f"layer {li}: {n_sym} symbols for an alphabet of {1 << (wbits + zbits)}")
-        if li and cols != raw_descs[li - 1][0]:
-            r.fail(f"layer {li}: {cols} inputs but the previous layer has {raw_descs[li - 1][0]} outputs")
         geometry.append((rows, cols, wbits, zbits, n_sym))
-    if raw_descs[0][1] != in_size or raw_descs[-1][0] != n_cls:
+    if raw_descs[-1][0] != n_cls:
         r.fail("header geometry disagrees with the layer descriptors")
-    layout, canonical_stream_off = _layout(geometry, n_pes, max_len, ptr_bytes)
+    desc_size = _desc_size(version)
+    layout, canonical_stream_off = _layout(geometry, n_pes, max_len, ptr_bytes, desc_size)
     at = canonical_stream_off
     for off, ln in regions:
         if off != at - canonical_stream_off or ln % 4:
@@ -330,7 +373,7 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
                                                                "pointers")):
             r.fail(f"layer {li}: section offsets are not the canonical layout")
     used = np.zeros(size, dtype=bool)  # every byte outside a section is zero padding
-    used[:HEADER.size + DESC.size * n_layers + 8 * n_pes] = True
+    used[:HEADER.size + desc_size * n_layers + 8 * n_pes] = True
     used[stream_off:] = True
     for offs in layout:
         for off, n in offs.values():
@@ -369,15 +412,80 @@ def parse(data: bytes, path: str | Path = "<bytes>") -> RomImage:
         if np.any(np.diff(ptr, axis=0) < 0) or np.any(ptr[-1] > region_bits) \
                 or (li and np.any(ptr[0] != layers[-1].ptr[-1])) or (not li and np.any(ptr[0])):
             r.fail(f"layer {li}: column pointers not increasing, not contiguous or past the PE stream")
+        padded = _padded_columns(convs, raw_descs, li, n_pes, cols)
+        if padded is not None and np.any(np.diff(ptr, axis=0)[padded]):
+            r.fail(f"layer {li}: a padded channel's column holds entries")
         layers.append(RomLayer(rows, cols, wbits, zbits, bool(relu), mult, shift, codebook,
-                               limit, offset, symbols, bias, ptr))
+                               limit, offset, symbols, bias, ptr, convs[li], acts[li] == ACT_SIGNED))
     for p, (raw, end) in enumerate(zip(streams, layers[-1].ptr[-1].tolist(), strict=True)):
         # a region is its codes, zero-padded to 4 bytes: no unused bytes for the decoder to wade through
         if len(raw) != 4 * -(-end // 32) or np.unpackbits(np.frombuffer(raw[end // 8:], dtype=np.uint8))[end % 8:].any():
             r.fail(f"PE {p}: stream region of {len(raw)} bytes for {end} bits of codes "
                    "(must be the codes, zero-padded to a multiple of 4 bytes)")
     return RomImage(n_pes, max_len, in_size, n_cls, cb_bits, acc_bits, flags, layers, streams,
-                    ptr_bytes, total, input_scale, [stream_off + off for off, _ in regions])
+                    ptr_bytes, total, input_scale, [stream_off + off for off, _ in regions], version)
+
+
+def _conv_fields(r: Reader, descs: list[tuple], blocks: list[tuple | None], n_pes: int,
+                 in_size: int) -> tuple[list[ConvGeom | None], list[int]]:
+    """Check the version 2 blocks and how the layers chain; each layer's geometry and act code.
+
+    Layer i's input (in storage order for N PEs) must be exactly layer i-1's output: an fc
+    layer's cols, a conv layer's ``in_h * in_w * cs_in``; a conv layer's rows * Hp * Wp,
+    padded to ``cs(rows)`` channels. A convolution follows only a convolution (its map).
+    """
+    convs: list[ConvGeom | None] = []
+    acts: list[int] = []
+    for li, ((rows, cols, *_), block) in enumerate(zip(descs, blocks, strict=True)):
+        last = li == len(descs) - 1
+        if block is None:  # version 1
+            convs.append(None)
+            acts.append(ACT_LOGITS if last else ACT_RELU)
+        else:
+            kind, act, kh, kw, in_h, in_w, in_c, cs_in, stride, pad_h, pad_w, pool, out_h, out_w = block
+            if kind not in (KIND_FC, KIND_CONV) or (act != ACT_LOGITS if last else act not in (ACT_RELU, ACT_SIGNED)):
+                r.fail(f"layer {li}: kind {kind} / act {act} out of range (act 0 on the last layer only)")
+            if kind == KIND_FC:
+                if any(block[2:]):
+                    r.fail(f"layer {li}: an fc layer's conv fields must be 0")
+                convs.append(None)
+            else:
+                g = ConvGeom(in_c, in_h, in_w, kh, kw, stride, pad_h, pad_w, out_h, out_w, pool)
+                why = "a convolution cannot be the last layer" if last else g.problem()
+                if why:
+                    r.fail(f"layer {li}: {why}")
+                if cs_in != cs(in_c, n_pes) or cols != kh * kw * cs_in:
+                    r.fail(f"layer {li}: cs_in {cs_in} / cols {cols}: must be cs({in_c}) = {cs(in_c, n_pes)} "
+                           f"and kh * kw * cs_in for {n_pes} PEs")
+                if g.out_hp * g.out_wp * cs(rows, n_pes) >= 1 << 16 or in_h * in_w * cs_in >= 1 << 16:
+                    r.fail(f"layer {li}: an activation map of more than 65,535 elements")
+                convs.append(g)
+            acts.append(act)
+        g = convs[li]
+        if li == 0:
+            if (g.in_size if g is not None else cols) != in_size:
+                r.fail("header geometry disagrees with the layer descriptors")
+            continue
+        prev, p_rows = convs[li - 1], descs[li - 1][0]
+        if g is not None and (prev is None or (p_rows, prev.out_hp, prev.out_wp) != (g.in_c, g.in_h, g.in_w)):
+            r.fail(f"layer {li}: a convolution's input must be the previous convolution's output map")
+        have = p_rows if prev is None else prev.out_hp * prev.out_wp * cs(p_rows, n_pes)
+        want = cols if g is None else g.in_h * g.in_w * cs(g.in_c, n_pes)
+        if have != want:
+            r.fail(f"layer {li}: {want} inputs but the previous layer has {have} outputs")
+    return convs, acts
+
+
+def _padded_columns(convs: list[ConvGeom | None], descs: list[tuple], li: int, n_pes: int,
+                    cols: int) -> np.ndarray | None:
+    """Mask of the columns of layer ``li`` that read padded channels (they must be empty), or None."""
+    g = convs[li]
+    if g is not None:
+        return np.arange(cols) % cs(g.in_c, n_pes) >= g.in_c
+    if li and convs[li - 1] is not None:
+        channels = descs[li - 1][0]
+        return np.arange(cols) % cs(channels, n_pes) >= channels
+    return None
 
 
 def save(image: bytes, path: str | Path, fmt: str = "bin") -> None:
