@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compressor.contract import rom as romfmt
 from compressor.contract.errors import DeepcompError, FormatError
@@ -321,3 +323,24 @@ def test_cli_lenet5_whole_net_in_hardware(cli, tmp_path):
     res = json.loads(out)
     assert res["images"] == 300 and res["cycle_images"] == 2 and res["error"] < 0.03
     assert len(res["layers"]) == 4 and res["cycles"] == pytest.approx(sum(x["cycles"] for x in res["layers"]))
+
+
+FUZZ_V2 = build(random_net(np.random.default_rng(11), "same")[0], 3, max_len=10)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_damaged_v2_images(data):
+    """Damaged version 2 images (CRC re-sealed) are read or refused with a one-line FormatError."""
+    body = bytearray(FUZZ_V2[:-4])
+    # mostly the header, descriptors and conv blocks, sometimes anywhere
+    hi = data.draw(st.sampled_from([32 + 56 * 4, len(body)]))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, hi - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    try:
+        rom = parse(_reseal(bytes(body)), "fuzz.rom")
+        layers = decode_rom(rom, "fuzz.rom")
+        infer(layers, np.full((1, rom.input_size), 3), cycle_images=1)
+    except FormatError as e:
+        assert str(e).startswith("fuzz.rom") and "\n" not in str(e)
