@@ -53,7 +53,7 @@ class LeNet5(nn.Module):
         self.fc2 = nn.Linear(500, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolutional part (run on the host when the fc layers run on the engine)."""
+        """The convolutional part: conv1, pool, conv2, pool, flattened in (C, H, W) order."""
         x = nn.functional.max_pool2d(self.conv1(x), 2)
         return nn.functional.max_pool2d(self.conv2(x), 2).flatten(1)
 
