@@ -14,16 +14,26 @@ non-zeros takes ``m`` issuing cycles (stalled while some FIFO is full) and the
 next group is already waiting: the memory always reads the group after the
 current one, so switching groups costs no cycle. ``done`` rises the cycle
 after the last group is finished and stays up until the next ``start``.
+
+With ``EngineParams.conv`` an fc layer's groups start at the descriptor's
+``in_base``, and a convolution scans one output position's patch: its
+columns (ky, kx, group of N channels) in order, group ``(ky, kx, g)`` at
+word ``pos_word + ky * row_step + kx * gpp + g`` of the input map, masked
+to zero when the pixel ``(pos_iy + ky, pos_ix + kx)`` is outside the map
+(zero padding, never read). The words come from two look-ahead registers
+(the groups after the current one) advanced by one counter step, so a
+position's first scan slot is ``start + 3`` (one priming cycle more than an
+fc layer's); from then on the timing is the fc scan's.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import issue_layout
+from .layouts import act_word_bits, issue_layout, layer_layout
 from .params import EngineParams
 
 
@@ -35,8 +45,11 @@ class Broadcaster(wiring.Component):
 
     def __init__(self, p: EngineParams):
         self.p = p
-        aw = max(1, (max(2, p.act_depth) - 1).bit_length())
+        aw = act_word_bits(p)
+        conv = {"cfg": In(layer_layout(p)), "pos_word": In(signed(aw + 2)), "pos_iy": In(signed(p.conv_dim + 2)),
+                "pos_ix": In(signed(p.conv_dim + 2))} if p.conv else {}
         super().__init__({
+            **conv,
             "start": In(1),
             "clear": In(1),
             "cols": In(16),
@@ -81,14 +94,66 @@ class Broadcaster(wiring.Component):
         m.d.comb += [self.issue.payload.col.eq(gbase + lowest),
                      self.issue.payload.act.eq(cur_vals[lowest])]
 
+        conv = p.conv
+        if conv:
+            cfg = self.cfg
+            aw = act_word_bits(p)
+            d = p.conv_dim + 2
+            look = data.StructLayout({"word": signed(aw + 2), "pix": signed(aw + 2), "row": signed(aw + 2),
+                                      "g": unsigned(p.conv_dim), "kx": unsigned(3), "iy": signed(d),
+                                      "ix": signed(d)})
+            s1, s2, s0, stepped = Signal(look), Signal(look), Signal(look), Signal(look)
+            step_in = Signal(look)
+            ix_first = Signal(signed(d))  # the patch's first column: where a kernel row starts again
+            m.d.comb += [s0.word.eq(self.pos_word), s0.pix.eq(self.pos_word), s0.row.eq(self.pos_word),
+                         s0.iy.eq(self.pos_iy), s0.ix.eq(self.pos_ix)]
+            m.d.comb += stepped.eq(step_in)
+            with m.If(step_in.g + 1 < cfg.gpp):
+                m.d.comb += [stepped.g.eq(step_in.g + 1), stepped.word.eq(step_in.word + 1)]
+            with m.Elif(step_in.kx + 1 < cfg.kw):
+                m.d.comb += [stepped.g.eq(0), stepped.kx.eq(step_in.kx + 1), stepped.ix.eq(step_in.ix + 1),
+                             stepped.pix.eq(step_in.pix + cfg.gpp), stepped.word.eq(step_in.pix + cfg.gpp)]
+            with m.Else():
+                row_next = step_in.row + cfg.row_step
+                m.d.comb += [stepped.g.eq(0), stepped.kx.eq(0), stepped.iy.eq(step_in.iy + 1),
+                             stepped.ix.eq(ix_first), stepped.row.eq(row_next), stepped.pix.eq(row_next),
+                             stepped.word.eq(row_next)]
+
+            def inside(st):
+                return (st.iy >= 0) & (st.iy < cfg.in_h) & (st.ix >= 0) & (st.ix < cfg.in_w)
+
+            def mask_at(base, st):
+                return mask_of(base) & Mux(~cfg.conv | inside(st), (1 << n) - 1, 0)
+
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += addr.eq(0)
+                m.d.comb += addr.eq(cfg.in_base if conv else 0)
                 with m.If(self.start):
                     m.d.sync += self.done.eq(0)
-                    m.next = "PRIME"
+                    if conv:
+                        with m.If(cfg.conv):
+                            m.d.sync += [s1.eq(s0), ix_first.eq(self.pos_ix)]
+                            m.next = "CPRIME0"
+                        with m.Else():
+                            m.next = "PRIME"
+                    else:
+                        m.next = "PRIME"
+            if conv:
+                with m.State("CPRIME0"):  # group 0's word on the bus; s2 := group 1
+                    m.d.comb += [addr.eq(s1.word[:aw]), step_in.eq(s1)]
+                    m.d.sync += s2.eq(stepped)
+                    m.next = "CPRIME1"
+                    with m.If(self.clear):
+                        m.next = "IDLE"
+                with m.State("CPRIME1"):  # group 0 arrives; group 1's word on the bus
+                    m.d.comb += [addr.eq(s2.word[:aw]), step_in.eq(s2)]
+                    m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_at(0, s1)),
+                                 cur_g.eq(0), gbase.eq(0), s1.eq(s2), s2.eq(stepped)]
+                    m.next = "RUN"
+                    with m.If(self.clear):
+                        m.next = "IDLE"
             with m.State("PRIME"):
-                m.d.comb += addr.eq(1)
+                m.d.comb += addr.eq(cfg.in_base + 1 if conv else 1)
                 m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_of(0)),
                              cur_g.eq(0), gbase.eq(0)]
                 m.next = "RUN"
@@ -98,7 +163,12 @@ class Broadcaster(wiring.Component):
                 m.d.comb += self.issue.valid.eq(cur_mask != 0)
                 fire = self.issue.valid & self.issue.ready
                 consume = (cur_mask == 0) | (fire & last_bit)
-                m.d.comb += addr.eq(Mux(consume, cur_g + 2, cur_g + 1))
+                fc_addr = Mux(consume, cur_g + 2, cur_g + 1)
+                if conv:
+                    m.d.comb += [step_in.eq(s2),
+                                 addr.eq(Mux(cfg.conv, Mux(consume, s2.word, s1.word)[:aw], cfg.in_base + fc_addr))]
+                else:
+                    m.d.comb += addr.eq(fc_addr)
                 with m.If(fire):
                     m.d.sync += cur_mask.eq(cur_mask & ~(1 << lowest))
                 with m.If(consume):
@@ -107,8 +177,10 @@ class Broadcaster(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])),
-                                     cur_mask.eq(mask_of(gbase + n)),
+                                     cur_mask.eq(mask_at(gbase + n, s1) if conv else mask_of(gbase + n)),
                                      cur_g.eq(cur_g + 1), gbase.eq(gbase + n)]
+                        if conv:
+                            m.d.sync += [s1.eq(s2), s2.eq(stepped)]
                 with m.If(self.clear):
                     m.next = "IDLE"
         with m.If(self.clear):

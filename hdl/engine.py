@@ -43,14 +43,22 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import ERR_PARAMS, ERR_STREAM, HEADER_LAYOUT, RESULT_LAYOUT, layer_layout
+from .layouts import (
+    ERR_PARAMS,
+    ERR_STREAM,
+    RESULT_LAYOUT,
+    act_word_bits,
+    header_layout,
+    layer_layout,
+)
 from .params import Contents, EngineParams
 
 
 def _layer_init(c: Contents | None, p: EngineParams) -> list[dict]:
     if c is None:
         return []
-    return [asdict(w) for w in c.layers[: p.max_layers]]  # LayerWord's fields = layer_layout's
+    fields = layer_layout(p).members  # a LayerWord's fields, less the conv ones on an fc engine
+    return [{k: v for k, v in asdict(w).items() if k in fields} for w in c.layers[: p.max_layers]]
 
 
 class Sequencer(wiring.Component):
@@ -60,8 +68,13 @@ class Sequencer(wiring.Component):
         self.p = p
         self._init = init
         n = p.n_pes
-        self.aw = max(1, (max(2, p.act_depth) - 1).bit_length())
+        self.aw = act_word_bits(p)
+        d = p.conv_dim + 2
+        conv = {"rq_row": Out(range(max(2, p.acc_depth))), "rq_first": Out(1), "rq_last": Out(1),
+                "ld_zero": Out(n), "pos_word": Out(signed(self.aw + 2)), "pos_iy": Out(signed(d)),
+                "pos_ix": Out(signed(d))} if p.conv else {}
         super().__init__({
+            **conv,
             "i_act": In(stream.Signature(8)),
             "o_res": Out(stream.Signature(RESULT_LAYOUT)),
             "cfg": Out(layer_layout(p)),
@@ -90,7 +103,7 @@ class Sequencer(wiring.Component):
         p = self.p
         n = p.n_pes
         c = self._init
-        m.submodules.hdr = hdr_mem = Memory(shape=HEADER_LAYOUT, depth=1,
+        m.submodules.hdr = hdr_mem = Memory(shape=header_layout(p), depth=1,
                                             init=[c.header] if c else [])
         m.submodules.desc = desc_mem = Memory(shape=layer_layout(p), depth=max(2, p.max_layers),
                                               init=_layer_init(c, p))
@@ -108,12 +121,15 @@ class Sequencer(wiring.Component):
         cfg = self.cfg
         last_layer = layer == hdr.n_layers - 1
         cfg_ok = Signal()
+        # a convolution's columns are its patch and its outputs a map: their sizes are checked against
+        # the memories by hdl.params (act_words), not against the fc layer limits here
+        is_conv = cfg.conv if p.conv else 0
         m.d.comb += cfg_ok.eq(
             (cfg.wbits >= 1) & (cfg.wbits <= p.wbits_max) & (cfg.zbits >= 1) & (cfg.zbits <= p.zbits_max)
-            & (cfg.rows >= 1) & (cfg.rows <= p.max_rows) & (cfg.cols >= 1) & (cfg.cols <= p.max_cols)
-            & (cfg.relu == ~last_layer) & (~cfg.relu | (cfg.rows <= p.max_cols))
-            & (~last_layer | (cfg.rows == hdr.n_classes))
-            & ((layer != 0) | (cfg.cols == hdr.input_size))
+            & (cfg.rows >= 1) & (cfg.rows <= p.max_rows) & (cfg.cols >= 1) & ((cfg.cols <= p.max_cols) | is_conv)
+            & (cfg.relu == ~last_layer) & (~cfg.relu | (cfg.rows <= p.max_cols) | is_conv)
+            & (~last_layer | (cfg.rows == hdr.n_classes)) & (~last_layer | ~is_conv)
+            & ((layer != 0) | (cfg.cols == hdr.input_size) | is_conv)
             & (cfg.mult < (1 << 16)) & (cfg.shift <= 62) & (cfg.n_sym >= 1))
 
         err = Signal(8)
@@ -161,6 +177,43 @@ class Sequencer(wiring.Component):
         def reset_rows():
             m.d.sync += [tq.eq(0), ti.eq(0), rbase.eq(0), r.eq(0)]
 
+        conv = p.conv
+        out_word = Signal(self.aw)  # conv engine: where the tail's rows go (word of local row 0)
+        if conv:
+            # output position (py, px) of the pooled map and (dy, dx) inside its 2 x 2 window; the
+            # patch origin of (py, px, 0, 0) as a word and as input row / column (may be negative)
+            dd = p.conv_dim + 2
+            py, px = Signal(p.conv_dim), Signal(p.conv_dim)
+            dy, dx = Signal(), Signal()
+            rowbase, colbase = Signal(signed(self.aw + 2)), Signal(signed(self.aw + 2))
+            iy_py, ix_px = Signal(signed(dd)), Signal(signed(dd))
+            m.d.comb += [self.pos_word.eq(colbase + Mux(dy, cfg.y_step, 0) + Mux(dx, cfg.x_step, 0)),
+                         self.pos_iy.eq(iy_py + Mux(dy, cfg.stride, 0)),
+                         self.pos_ix.eq(ix_px + Mux(dx, cfg.stride, 0))]
+            window_done = ~cfg.pool | (dy & dx)
+            last_pos = window_done & (py + 1 >= cfg.hp) & (px + 1 >= cfg.wp)
+            # input loader of a conv net's image, (C, H, W) order: channel ch in bank ch mod N, pixel
+            # p at word p * gpp + ch div N; the padded channels beside the last one get zeros
+            ch, pix = Signal(16), Signal(20)
+            cgrp = Signal(self.aw)
+
+        def first_position():
+            m.d.sync += [py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), rowbase.eq(cfg.base0), colbase.eq(cfg.base0),
+                         iy_py.eq(cfg.iy0), ix_px.eq(cfg.ix0), out_word.eq(cfg.out_base)]
+
+        def next_position():
+            with m.If(~window_done):
+                m.d.sync += [dx.eq(~dx), dy.eq(dy | dx)]
+            with m.Else():
+                m.d.sync += [dy.eq(0), dx.eq(0), out_word.eq(out_word + cfg.gpo)]
+                with m.If(px + 1 < cfg.wp):
+                    m.d.sync += [px.eq(px + 1), colbase.eq(colbase + Mux(cfg.pool, cfg.x_step << 1, cfg.x_step)),
+                                 ix_px.eq(ix_px + cfg.pstride)]
+                with m.Else():
+                    row_next = rowbase + Mux(cfg.pool, cfg.y_step << 1, cfg.y_step)
+                    m.d.sync += [px.eq(0), py.eq(py + 1), rowbase.eq(row_next), colbase.eq(row_next),
+                                 iy_py.eq(iy_py + cfg.pstride), ix_px.eq(cfg.ix0)]
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.clear.eq(1), self.i_act.ready.eq(1)]
@@ -169,13 +222,35 @@ class Sequencer(wiring.Component):
                     for q in range(n):
                         m.d.comb += self.ld_en[q].eq(hdr_ok & (lq == q) & (la < p.act_depth))
                     m.d.sync += j.eq(j + 1)
-                    with m.If(lq == n - 1):
-                        m.d.sync += [lq.eq(0), la.eq(la + 1)]
-                    with m.Else():
-                        m.d.sync += lq.eq(lq + 1)
+                    if conv:
+                        with m.If(hdr.conv0):  # (C, H, W) order into (H, W, C padded to cs)
+                            last_ch = ch + 1 >= hdr.in_c
+                            for q in range(n):
+                                m.d.comb += [self.ld_en[q].eq(hdr_ok & ((lq == q) | (last_ch & (q > lq)))
+                                                              & (la < p.act_depth)),
+                                             self.ld_zero[q].eq(q != lq)]
+                            with m.If(pix + 1 >= hdr.in_hw):
+                                m.d.sync += [pix.eq(0), ch.eq(ch + 1)]
+                                with m.If(lq == n - 1):
+                                    m.d.sync += [lq.eq(0), cgrp.eq(cgrp + 1), la.eq(cgrp + 1)]
+                                with m.Else():
+                                    m.d.sync += [lq.eq(lq + 1), la.eq(cgrp)]
+                            with m.Else():
+                                m.d.sync += [pix.eq(pix + 1), la.eq(la + hdr.in_gpp)]
+                        with m.Elif(lq == n - 1):
+                            m.d.sync += [lq.eq(0), la.eq(la + 1)]
+                        with m.Else():
+                            m.d.sync += lq.eq(lq + 1)
+                    else:
+                        with m.If(lq == n - 1):
+                            m.d.sync += [lq.eq(0), la.eq(la + 1)]
+                        with m.Else():
+                            m.d.sync += lq.eq(lq + 1)
                     with m.If(j + 1 >= in_total):
                         m.d.sync += [j.eq(0), lq.eq(0), la.eq(0), cycles.eq(0), layer.eq(0),
                                      err.eq(0)]
+                        if conv:
+                            m.d.sync += [ch.eq(0), pix.eq(0), cgrp.eq(0)]
                         with m.If(hdr_ok):
                             m.next = "SETUP0"
                         with m.Else():
@@ -191,14 +266,24 @@ class Sequencer(wiring.Component):
             with m.State("SETUP2"):
                 m.d.comb += self.running.eq(1)
                 with m.If(cfg_ok):
-                    m.d.comb += self.bc_start.eq(1)
+                    if conv:  # a convolution's broadcaster starts next cycle, at its first position
+                        first_position()
+                        m.d.comb += self.bc_start.eq(~cfg.conv)
+                    else:
+                        m.d.comb += self.bc_start.eq(1)
                     m.next = "SETUP3"
                 with m.Else():
                     m.d.sync += err.eq(ERR_PARAMS)
                     m.next = "ERR"
             with m.State("SETUP3"):
                 m.d.comb += self.running.eq(1)
+                if conv:
+                    m.d.comb += self.bc_start.eq(cfg.conv)
                 m.next = "COLS"
+            if conv:
+                with m.State("POS_START"):  # the next output position of a convolution
+                    m.d.comb += [self.running.eq(1), self.bc_start.eq(1)]
+                    m.next = "COLS"
             with m.State("COLS"):
                 m.d.comb += self.running.eq(1)
                 with m.If(self.pe_error.any()):
@@ -217,9 +302,19 @@ class Sequencer(wiring.Component):
                                  self.tail_clear.eq((1 << n) - 1)]
                     m.d.sync += [self.rq_en.eq(Cat(*[rbase + q < cfg.rows for q in range(n)])),
                                  self.rq_tag.eq(ti), ti.eq(ti + 1), rbase.eq(rbase + n)]
+                    if conv:  # a conv layer also writes its padded channels (zeros: no weights, no bias)
+                        with m.If(cfg.conv):
+                            m.d.sync += self.rq_en.eq((1 << n) - 1)
+                        m.d.sync += [self.rq_tag.eq(out_word + ti), self.rq_row.eq(ti),
+                                     self.rq_first.eq(~cfg.pool | ~(dy | dx)), self.rq_last.eq(window_done)]
                 with m.Else():
                     m.d.sync += [self.rq_en.eq(0), drain.eq(0)]
                     m.next = "TAIL_RQ_DRAIN"
+                    if conv:
+                        with m.If(cfg.conv & ~last_pos):
+                            next_position()
+                            reset_rows()
+                            m.next = "POS_START"
             with m.State("TAIL_RQ_DRAIN"):
                 m.d.comb += self.running.eq(1)
                 m.d.sync += drain.eq(drain + 1)

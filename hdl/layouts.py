@@ -131,10 +131,29 @@ def TailSignature(p: EngineParams) -> wiring.Signature:
                              "best": Out(ACC_SHAPE), "sum": In(ACC_SHAPE), "gt": In(1)})
 
 
+def act_word_bits(p: EngineParams) -> int:
+    """Bits of a word address in an activation bank."""
+    return max(1, (max(2, p.act_depth) - 1).bit_length())
+
+
+def conv_layout(p: EngineParams) -> dict:
+    """The descriptor fields of :class:`hdl.params.LayerWord` that only a conv engine has."""
+    if not p.conv:
+        return {}
+    aw, d = act_word_bits(p), p.conv_dim
+    return {"in_base": unsigned(aw), "out_base": unsigned(aw), "conv": unsigned(1), "in_signed": unsigned(1),
+            "out_signed": unsigned(1), "pool": unsigned(1), "kw": unsigned(3), "gpp": unsigned(d),
+            "in_h": unsigned(d), "in_w": unsigned(d), "hp": unsigned(d), "wp": unsigned(d),
+            "row_step": unsigned(aw + 1), "base0": signed(aw + 2), "iy0": signed(4), "ix0": signed(4),
+            "stride": unsigned(3), "pstride": unsigned(4), "x_step": unsigned(aw + 1),
+            "y_step": unsigned(aw + 1), "gpo": unsigned(max(1, p.acc_depth.bit_length()))}
+
+
 def layer_layout(p: EngineParams) -> data.StructLayout:
     """A layer descriptor as the descriptor memory holds it (see params.LayerWord)."""
     aw = lambda depth: unsigned(max(1, (depth - 1).bit_length()) + 1)  # noqa: E731
     return data.StructLayout({
+        **conv_layout(p),
         "rows": unsigned(16), "cols": unsigned(16),
         "wbits": unsigned(4), "zbits": unsigned(4),
         "relu": unsigned(1), "shift": unsigned(8), "mult": unsigned(32),
@@ -146,9 +165,16 @@ def layer_layout(p: EngineParams) -> data.StructLayout:
     })
 
 
-HEADER_LAYOUT = data.StructLayout({
-    "n_pes": unsigned(8), "n_layers": unsigned(8), "max_len": unsigned(8),
-    "input_size": unsigned(16), "n_classes": unsigned(16), "flags": unsigned(8),
-})
+_HEADER = {"n_pes": unsigned(8), "n_layers": unsigned(8), "max_len": unsigned(8),
+           "input_size": unsigned(16), "n_classes": unsigned(16), "flags": unsigned(8)}
+HEADER_LAYOUT = data.StructLayout(_HEADER)
+
+
+def header_layout(p: EngineParams) -> data.StructLayout:
+    """The image header as the sequencer holds it; a conv engine adds layer 0's input geometry."""
+    if not p.conv:
+        return HEADER_LAYOUT
+    return data.StructLayout({**_HEADER, "conv0": unsigned(1), "in_c": unsigned(16), "in_hw": unsigned(20),
+                              "in_gpp": unsigned(p.conv_dim)})
 
 RESULT_LAYOUT = data.StructLayout({"data": unsigned(32), "last": unsigned(1)})

@@ -84,7 +84,9 @@ class MAC(wiring.Component):
         s3_valid, s3_pos, s3_act = Signal(), Signal(range(max(2, p.acc_depth))), Signal(8)
         m.d.sync += [s3_valid.eq(mac), s3_pos.eq(pos_new), s3_act.eq(sym.act)]
         product = Signal(signed(25))
-        m.d.comb += product.eq(cb_rd.data.as_signed() * s3_act)
+        # an int8 layer input (after a layer without ReLU, conv engines only) is sign-extended
+        act = Mux(cfg.in_signed, s3_act.as_signed(), s3_act) if p.conv else s3_act
+        m.d.comb += product.eq(cb_rd.data.as_signed() * act)
         m.d.comb += acc_rd.addr.eq(Mux(tail.rd, tail.addr, s3_pos))
 
         # --- S+2: accumulate ------------------------------------------------------------------

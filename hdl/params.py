@@ -55,6 +55,10 @@ class EngineParams:
     # streams in single-port RAM written at run time (iCE40 SPRAM, hdl/spram.py) instead of
     # block RAM initialised from the image; the other memories keep their init
     loadable_streams: bool = False
+    # convolution layers, int8 activations and 2x2 max-pooling (docs/hardware.md, "Convolutions");
+    # off, the engine is the fc-only one, gate for gate (the fc boards do not pay for it)
+    conv: bool = False
+    conv_dim: int = 10  # bits of a feature map's height, width and words per pixel
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_pes <= 64:
@@ -120,8 +124,51 @@ def fit(rom: RomImage, n_pes: int | None = None, **overrides) -> EngineParams:
         sym_depth=max(1, sum(ly.symbols.size for ly in ls)),
         wbits_max=max(ly.wbits for ly in ls),
         zbits_max=max(ly.zbits for ly in ls),
+        conv=needs_conv(rom),
     )
+    if p.conv:
+        p = replace(p, act_depth=max(1, act_words(rom, n)))
     return replace(p, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def needs_conv(rom: RomImage) -> bool:
+    """The image has a convolution or an int8 (signed) hidden layer: the engine's ``conv`` option."""
+    return any(ly.conv is not None or ly.signed for ly in rom.layers)
+
+
+def in_words(ly, n: int) -> int:
+    """Bank words of a layer's input: an fc layer's ``ceil(cols / N)``, a conv layer's ``H * W * cs / N``."""
+    g = ly.conv
+    return math.ceil(ly.cols / n) if g is None else g.in_h * g.in_w * (ly.cols // (g.kh * g.kw)) // n
+
+
+def out_words(ly, n: int) -> int:
+    """Bank words of a layer's output: ``ceil(R / N)`` per output pixel (a conv layer's pooled map)."""
+    g = ly.conv
+    pixels = 1 if g is None else (g.out_h // g.pool) * (g.out_w // g.pool)
+    return math.ceil(ly.rows / n) * pixels
+
+
+def act_bases(rom: RomImage, n: int) -> list[tuple[int, int]]:
+    """Per layer, the bank word where its input starts and where its output goes.
+
+    Why two regions: an fc layer writes its output over its input (its tail
+    runs after its scan), but a convolution reads its input map while it
+    writes its output map, so its output goes right behind its input, or to
+    word 0 when the input is not at word 0 (the regions alternate).
+    """
+    bases, ib = [], 0
+    for ly in rom.layers:
+        ob = ib if ly.conv is None else (0 if ib else in_words(ly, n))
+        bases.append((ib, ob))
+        ib = ob
+    return bases
+
+
+def act_words(rom: RomImage, n: int) -> int:
+    """Words per activation bank that every layer's input and output regions need."""
+    return max(max(ib + in_words(ly, n), ob + out_words(ly, n))
+               for (ib, ob), ly in zip(act_bases(rom, n), rom.layers, strict=True))
 
 
 @dataclass
@@ -142,6 +189,29 @@ class LayerWord:
     ptr_base: int
     limit: list[int]  # Lmax entries, rescaled to Lmax bits (see contents())
     offset: list[int]
+    # activation regions (bank words) and, with ``EngineParams.conv``, a convolution's geometry as the
+    # sequencer and broadcaster count it: incremental steps instead of multipliers (conv_fields())
+    in_base: int = 0
+    out_base: int = 0
+    conv: int = 0
+    in_signed: int = 0
+    out_signed: int = 0
+    pool: int = 0
+    kw: int = 0
+    gpp: int = 0  # bank words (groups of N channels) per input pixel
+    in_h: int = 0
+    in_w: int = 0
+    hp: int = 0  # output map after pooling
+    wp: int = 0
+    row_step: int = 0  # words from one kernel row to the next: in_w * gpp
+    base0: int = 0  # word of position (0, 0)'s patch origin (may be negative: padding)
+    iy0: int = 0  # -pad_h, -pad_w
+    ix0: int = 0
+    stride: int = 0
+    pstride: int = 0  # input rows / columns per output pixel after pooling: pool * stride
+    x_step: int = 0  # words per output column: stride * gpp
+    y_step: int = 0  # words per output row: stride * in_w * gpp
+    gpo: int = 0  # bank words per output pixel: ceil(rows / N)
 
 
 @dataclass
@@ -194,6 +264,10 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
     lmax = p.max_len
     header = dict(n_pes=rom.n_pes, n_layers=len(rom.layers), max_len=rom.max_len,
                   input_size=rom.input_size, n_classes=rom.n_classes, flags=rom.flags)
+    g0 = rom.layers[0].conv
+    if p.conv:  # the input loader's geometry: a conv net's image arrives in (C, H, W) order
+        header.update(conv0=int(g0 is not None), in_c=g0.in_c if g0 else 0, in_hw=g0.in_h * g0.in_w if g0 else 0,
+                      in_gpp=rom.layers[0].cols // (g0.kh * g0.kw) // n if g0 else 0)
     layers: list[LayerWord] = []
     sym_all: list[int] = []
     cb_all: list[int] = []
@@ -211,7 +285,8 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
         local_rows = math.ceil(ly.rows / n)
         layers.append(LayerWord(ly.rows, ly.cols, ly.wbits, ly.zbits, int(ly.relu), ly.shift,
                                 ly.mult, int(ly.symbols.size), len(sym_all), len(cb_all),
-                                bias_base, ptr_base, limit, offset))
+                                bias_base, ptr_base, limit, offset,
+                                **(conv_fields(rom, len(layers), n) if p.conv else {})))
         # (z, w) in fixed fields, w in the low wbits_max bits: the PE splits the symbol
         # memory's output without a shift by the layer's wbits
         wm = (1 << ly.wbits) - 1
@@ -248,6 +323,23 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
     return Contents(header, layers, s_even, s_odd, p_even, p_odd, p_flags, bias_pe,
                     _clip(cb_all, p.cb_depth, "codebooks", notes),
                     _clip(sym_all, p.sym_depth, "symbols", notes), notes)
+
+
+def conv_fields(rom: RomImage, li: int, n: int) -> dict:
+    """Layer ``li``'s regions, int8 flags and conv geometry as :class:`LayerWord` fields."""
+    ly = rom.layers[li]
+    ib, ob = act_bases(rom, n)[li]
+    f = dict(in_base=ib, out_base=ob, in_signed=int(li > 0 and rom.layers[li - 1].signed),
+             out_signed=int(ly.signed), gpo=math.ceil(ly.rows / n))
+    g = ly.conv
+    if g is None:
+        return f
+    gpp = ly.cols // (g.kh * g.kw) // n
+    return {**f, "conv": 1, "pool": int(g.pool == 2), "kw": g.kw, "gpp": gpp, "in_h": g.in_h, "in_w": g.in_w,
+            "hp": g.out_h // g.pool, "wp": g.out_w // g.pool, "row_step": g.in_w * gpp,
+            "base0": ib - (g.pad_h * g.in_w + g.pad_w) * gpp, "iy0": -g.pad_h, "ix0": -g.pad_w,
+            "stride": g.stride, "pstride": g.pool * g.stride, "x_step": g.stride * gpp,
+            "y_step": g.stride * g.in_w * gpp}
 
 
 def check_fits(rom: RomImage, p: EngineParams) -> list[str]:

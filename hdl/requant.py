@@ -17,28 +17,44 @@ activation banks 3 cycles later (hdl/engine.py), so the last bank write still
 lands before the first read; each PE has its own requantizer, so a hidden
 layer's tail takes ``ceil(R / N)`` cycles plus the cycle model's constant.
 The tag (the activation address) travels with the value.
+
+With ``conv`` (an engine that runs convolutions): ``signed`` requantizes
+without the ReLU to int8, ``clamp((acc * M + 2**(S-1)) >> S, -128, 127)``
+(an arithmetic shift, so ties round up for negative values too); and each
+input carries its local ``row`` and the max-pool flags ``first``/``last``:
+the value is kept as the running maximum of its row (a memory of one entry
+per local row, read in stage 2, written in stage 3), and only the window's
+last position writes the bank, with the maximum of its 2 x 2 values (equal
+to pooling the accumulators: requantization is monotone). Without pooling
+``first`` and ``last`` are both set on every value.
 """
 
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 
 class Requantizer(wiring.Component):
-    def __init__(self, tag_bits: int):
-        self.tag_bits = tag_bits
+    def __init__(self, tag_bits: int, conv: bool = False, rows: int = 1):
+        self.tag_bits, self.conv, self.rows = tag_bits, conv, max(2, rows)
+        extra = {"row": unsigned(max(1, (self.rows - 1).bit_length())), "first": unsigned(1),
+                 "last": unsigned(1)} if conv else {}
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"acc": signed(32), "tag": unsigned(tag_bits)}),
+            "i": In(stream.Signature(data.StructLayout({"acc": signed(32), "tag": unsigned(tag_bits), **extra}),
                                      always_ready=True)),
             "o": Out(stream.Signature(data.StructLayout({"act": unsigned(8), "tag": unsigned(tag_bits)}),
                                       always_ready=True)),
             "mult": In(32),
             "shift": In(8),
+            **({"signed": In(1)} if conv else {}),
         })
 
     def elaborate(self, platform):
+        if self.conv:
+            return self._elaborate_conv()
         m = Module()
         # stage 0: register the input
         v0, tag0, acc0 = Signal(), Signal(self.tag_bits), Signal(signed(32))
@@ -62,4 +78,44 @@ class Requantizer(wiring.Component):
         m.d.comb += y.eq((q + 1) >> 1)
         m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2),
                      self.o.payload.act.eq(Mux(big | (y > 255), 255, y[:8]))]
+        return m
+
+    def _elaborate_conv(self):
+        """The same four stages with the int8 mode and the max-pool (class docstring)."""
+        m = Module()
+        i = self.i.payload
+        side = data.StructLayout({"tag": unsigned(self.tag_bits), "row": unsigned(max(1, (self.rows - 1).bit_length())),
+                                  "first": unsigned(1), "last": unsigned(1)})
+        v0, sd0, acc0 = Signal(), Signal(side), Signal(signed(32))
+        m.d.sync += [v0.eq(self.i.valid), sd0.tag.eq(i.tag), sd0.row.eq(i.row), sd0.first.eq(i.first),
+                     sd0.last.eq(i.last), acc0.eq(i.acc)]
+        # stage 1: ReLU unless int8, product (48 bits signed)
+        v1, sd1 = Signal(), Signal(side)
+        prod = Signal(signed(49))
+        x = Mux(self.signed | ~acc0[31], acc0, 0)
+        m.d.sync += [v1.eq(v0), sd1.eq(sd0), prod.eq(x * self.mult[:16])]
+        # stage 2: q = prod >> (S - 1), 11 bits signed and flags above / below them; pool memory read
+        shift = Signal(6)
+        m.d.comb += shift.eq(Mux(self.shift > 48, 48, self.shift))
+        q_full = Signal(signed(50))
+        m.d.comb += q_full.eq(Mux(shift == 0, prod << 1, prod >> (shift - 1)[:6]))
+        v2, sd2, q, hi, lo = Signal(), Signal(side), Signal(signed(11)), Signal(), Signal()
+        m.d.sync += [v2.eq(v1), sd2.eq(sd1), q.eq(q_full[:11]), hi.eq(q_full >= 1 << 10),
+                     lo.eq(q_full < -(1 << 10))]
+        m.submodules.pmax = pmax = Memory(shape=8, depth=self.rows, init=[])
+        pr, pw = pmax.read_port(domain="comb"), pmax.write_port()
+        # stage 3: round half up, saturate (uint8, or int8 two's complement), running maximum
+        y = Signal(signed(11))
+        m.d.comb += y.eq((q + 1) >> 1)
+        sat = Signal(8)
+        with m.If(self.signed):
+            m.d.comb += sat.eq(Mux(hi | (~lo & (y > 127)), 127, Mux(lo | (y < -128), -128, y)[:8]))
+        with m.Else():
+            m.d.comb += sat.eq(Mux(hi | (y > 255), 255, y[:8]))
+        m.d.comb += pr.addr.eq(sd2.row)
+        old = pr.data
+        bigger = Mux(self.signed, sat.as_signed() > old.as_signed(), sat > old)
+        val = Mux(sd2.first | bigger, sat, old)
+        m.d.comb += [pw.addr.eq(sd2.row), pw.data.eq(val), pw.en.eq(v2)]
+        m.d.sync += [self.o.valid.eq(v2 & sd2.last), self.o.payload.tag.eq(sd2.tag), self.o.payload.act.eq(val)]
         return m

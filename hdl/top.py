@@ -84,7 +84,7 @@ class Accelerator(wiring.Component):
                              pe.load.payload.odd.eq(self.load.payload.odd),
                              pe.load.payload.addr.eq(self.load.payload.addr),
                              pe.load.payload.data.eq(self.load.payload.data)]
-            rq = Requantizer(seq.aw)
+            rq = Requantizer(seq.aw, p.conv, p.acc_depth)
             m.submodules[f"pe{q}"] = pe
             m.submodules[f"rq{q}"] = rq
             pes.append(pe)
@@ -94,6 +94,9 @@ class Accelerator(wiring.Component):
         connect(m, seq.o_res, wiring.flipped(self.o_res))
         m.d.comb += [bc.start.eq(seq.bc_start), bc.clear.eq(seq.clear), bc.cols.eq(seq.cfg.cols),
                      seq.bc_done.eq(bc.done), self.running.eq(seq.running)]
+        if p.conv:
+            m.d.comb += [bc.cfg.eq(seq.cfg), bc.pos_word.eq(seq.pos_word), bc.pos_iy.eq(seq.pos_iy),
+                         bc.pos_ix.eq(seq.pos_ix)]
         all_ready = 1
         for pe in pes:
             all_ready = all_ready & pe.issue.ready
@@ -112,8 +115,12 @@ class Accelerator(wiring.Component):
                 # bank q: input loader in IDLE, requantizer q in a hidden layer's tail
                 bc.wr_en[q].eq(seq.ld_en[q] | rq.o.valid),
                 bc.wr_addr[q].eq(Mux(rq.o.valid, rq.o.payload.tag, seq.ld_addr)),
-                bc.wr_data[q].eq(Mux(rq.o.valid, rq.o.payload.act, seq.ld_data)),
+                bc.wr_data[q].eq(Mux(rq.o.valid, rq.o.payload.act,
+                                     Mux(seq.ld_zero[q], 0, seq.ld_data) if p.conv else seq.ld_data)),
             ]
+            if p.conv:
+                m.d.comb += [rq.i.payload.row.eq(seq.rq_row), rq.i.payload.first.eq(seq.rq_first),
+                             rq.i.payload.last.eq(seq.rq_last), rq.signed.eq(seq.cfg.out_signed)]
         starve = 0
         for pe in pes:
             starve = starve | pe.status.starve
