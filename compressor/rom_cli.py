@@ -33,12 +33,14 @@ def float_layers(cm: CompressedModel, source: str | None = None) -> list[tuple]:
                 for r, b in zip(cm.layers, bias, strict=True)]
     try:
         shape, plan = engine_plan(cm.arch)
-        ok = shape is not None and arch_shapes(cm.arch) == [r.shape for r in cm.layers]
     except DeepcompError:
-        ok = False
-    if not ok:
+        shape = None
+    if shape is None:
         raise DeepcompError(f"{source}: architecture {cm.arch!r}: the ROM knows the pooling and activations "
                             "of the built-in conv net lenet5 only")
+    if arch_shapes(cm.arch) != [r.shape for r in cm.layers]:
+        raise DeepcompError(f"{source}: its layers {[r.shape for r in cm.layers]} do not match its "
+                            f"architecture {cm.arch}")
     out = []
     c, h, w = shape
     fc_seen = False

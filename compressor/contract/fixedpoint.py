@@ -245,6 +245,8 @@ def layer_acc(layer: IntLayer, a: np.ndarray, n_pes: int | None = None,
         return _matmul(a, w) + layer.bias
     if gather is None:
         gather = g.gather(n_pes)
+    used = np.flatnonzero(w.any(axis=0))  # empty columns (padded channels, pruned inputs) add nothing
+    gather, w = gather[:, used], w[:, used]
     n, (positions, cols) = len(a), gather.shape
     out = np.zeros((n, layer.out_size(n_pes)), dtype=np.int64)
     step = max(1, CHUNK_ELEMENTS // max(positions * cols, 1))
