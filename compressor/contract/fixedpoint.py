@@ -227,7 +227,7 @@ def _matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``a @ w.T`` of integers, exactly: in float64 (BLAS) when no partial sum can reach 2**52."""
     bound = float(np.abs(a).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))
     if bound < EXACT_FLOAT:
-        return np.rint(a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+        return np.rint(np.asarray(a, dtype=np.float64) @ w.T.astype(np.float64)).astype(np.int64)
     return a.astype(np.int64) @ w.T.astype(np.int64)
 
 
@@ -250,8 +250,10 @@ def layer_acc(layer: IntLayer, a: np.ndarray, n_pes: int | None = None,
     n, (positions, cols) = len(a), gather.shape
     out = np.zeros((n, layer.out_size(n_pes)), dtype=np.int64)
     step = max(1, CHUNK_ELEMENTS // max(positions * cols, 1))
+    # gather in float64 when the matmul runs in float64 anyway (exact: see _matmul)
+    exact = float(np.abs(a).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0)) < EXACT_FLOAT
     for i in range(0, n, step):
-        part = a[i:i + step]
+        part = a[i:i + step].astype(np.float64 if exact else np.int64)
         padded = np.concatenate([part, np.zeros((len(part), 1), dtype=part.dtype)], axis=1)
         acc = _matmul(padded[:, gather].reshape(-1, cols), w).reshape(len(part), positions, -1) + layer.bias
         if g.pool == 2:
