@@ -139,8 +139,11 @@ class Timing:
     drain: int = 4  # last decode -> accumulator written (index, symbol, codebook, multiply, add)
     requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
     readout_latency: int = 2  # last layer: idle detect + final argmax compare
-    pos_start: int = 2  # conv layers: from a position's start to its first scan slot (compressor.contract.convtiming)
-    conv_drain: int = 3  # conv layers: after the last position's tail reads, until the next layer's setup
+    # conv layers (compressor.contract.convtiming): a position's broadcaster start -> its first scan slot;
+    # after the tail's reads -> the next position's start; after the last position's reads -> next layer
+    pos_start: int = 3
+    pos_gap: int = 2
+    conv_drain: int = 4
 
 
 def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
