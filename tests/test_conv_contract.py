@@ -344,3 +344,19 @@ def test_fuzz_damaged_v2_images(data):
         infer(layers, np.full((1, rom.input_size), 3), cycle_images=1)
     except FormatError as e:
         assert str(e).startswith("fuzz.rom") and "\n" not in str(e)
+
+
+def test_batched_scan_equals_the_scan_loop():
+    """golden.scan_cycles_batch (all positions and images at once) == scan_cycles one scan at a time."""
+    from compressor.contract.golden import Timing, scan_cycles, scan_cycles_batch
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        n, cols, scans = int(rng.integers(1, 9)), int(rng.integers(1, 80)), int(rng.integers(1, 20))
+        acts = np.where(rng.random((scans, cols)) < rng.random(), rng.integers(1, 256, (scans, cols)), 0)
+        entries = rng.integers(0, 6, (cols, n)) * (rng.random((cols, n)) < 0.7)
+        timing = Timing(fifo_depth=int(rng.choice([2, 4, 8])))
+        start = int(rng.integers(0, 6))
+        done, ideal = scan_cycles_batch(acts, entries, timing, start)
+        ref = [scan_cycles(a, entries, timing, start) for a in acts]
+        assert done.tolist() == [r[0] for r in ref] and ideal.tolist() == [r[1] for r in ref]

@@ -26,26 +26,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .golden import Timing, scan_cycles
+from .golden import Timing, scan_cycles_batch
 
 
 def conv_layer_cycles(patches: np.ndarray, entries: np.ndarray, rows: int,
-                      timing: Timing) -> tuple[int, int]:
-    """(cycles, ideal cycles) of one conv layer for one image.
+                      timing: Timing) -> tuple[np.ndarray, np.ndarray]:
+    """(cycles, ideal cycles) of one conv layer for each image of a batch.
 
-    ``patches``: (positions, cols) storage-order patch vectors in the order the
-    engine visits the positions (out-of-bounds elements 0); ``entries``:
-    (cols, N) entries per column segment, as :class:`golden.DecodedLayer` has them.
-    The ideal is the fc layer's per position: for every non-zero patch
-    activation, the most entries any PE holds in its column.
+    ``patches``: (images, positions, cols) storage-order patch vectors in the
+    order the engine visits the positions (out-of-bounds elements 0), or
+    (positions, cols) for one image (then the results are scalars);
+    ``entries``: (cols, N) entries per column segment, as
+    :class:`golden.DecodedLayer` has them. The ideal is the fc layer's per
+    position: for every non-zero patch activation, the most entries any PE
+    holds in its column. All positions of all images are one batched scan
+    (:func:`golden.scan_cycles_batch`).
     """
-    n = entries.shape[1]
-    tail = -(-rows // n)
-    start, ideal = timing.setup - 1, 0
-    end = start
-    for acts in patches:
-        done, idl = scan_cycles(acts, entries, timing, start=timing.pos_start)
-        end = start + done + tail
-        start = end + timing.pos_gap
-        ideal += idl
-    return end + timing.conv_drain, ideal
+    one = patches.ndim == 2
+    patches = patches[None] if one else patches
+    k, positions, cols = patches.shape
+    done, ideal = scan_cycles_batch(patches.reshape(k * positions, cols), entries, timing, timing.pos_start)
+    tail = -(-rows // entries.shape[1])
+    total = (timing.setup - 1 + (done.reshape(k, positions) + tail).sum(axis=1)
+             + (positions - 1) * timing.pos_gap + timing.conv_drain)
+    ideal = ideal.reshape(k, positions).sum(axis=1)
+    return (int(total[0]), int(ideal[0])) if one else (total, ideal)

@@ -129,6 +129,9 @@ def decode_rom(rom: RomImage, path: str = "<rom>") -> list[DecodedLayer]:
     return [decode_layer(rom, li, path, bits) for li in range(len(rom.layers))]
 
 
+CYCLE_CHUNK = 1 << 21  # patch elements per batched scan of a conv layer (bounds the golden model's memory)
+
+
 @dataclass(frozen=True)
 class Timing:
     """Constants of the RTL schedule (docs/arithmetic.md, "Cycle model")."""
@@ -180,6 +183,49 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
     return max(t, int(end.max(initial=0)) + timing.drain), ideal
 
 
+def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scan_cycles` of many independent scans at once: ``acts`` is (scans, cols).
+
+    Why: a convolution is one scan per output position (576 for LeNet-5's
+    first layer) and a benchmark runs thousands of images; the recurrence is
+    sequential within a scan, so this steps all scans together, one non-zero
+    at a time (numpy over the scans), instead of a Python loop per scan.
+    Returns (end of each column phase, ideal cycles of each scan).
+    """
+    acts = np.asarray(acts)
+    p, cols = acts.shape
+    n = entries.shape[1]
+    nzm = acts != 0
+    count = nzm.sum(axis=1)
+    kmax = int(count.max(initial=0))
+    groups = -(-cols // n)
+    gnz = np.pad(nzm, ((0, 0), (0, groups * n - cols))).reshape(p, groups, n).any(axis=2)
+    empty_cum = np.cumsum(~gnz, axis=1)
+    total_empty = empty_cum[:, -1] if groups else np.zeros(p, dtype=np.int64)
+    order = np.argsort(~nzm, axis=1, kind="stable")[:, :kmax]  # the non-zeros' columns, in order
+    valid = np.arange(kmax)[None, :] < count[:, None]
+    ent = entries[order]  # (scans, kmax, N)
+    ideal = (ent.max(axis=2, initial=0) * valid).sum(axis=1)
+    cost = np.maximum(ent, 1)
+    eb = np.take_along_axis(empty_cum, order // n, axis=1)  # empty groups before each non-zero
+    d = timing.fifo_depth
+    t = np.full(p, start, dtype=np.int64)
+    prev = np.zeros(p, dtype=np.int64)
+    end = np.zeros((p, n), dtype=np.int64)
+    ring = np.zeros((p, d), dtype=np.int64)  # latest start (over PEs) of issue k - d
+    for k in range(kmax):
+        a = valid[:, k]
+        tk = t + eb[:, k] - prev
+        b = tk if k < d else np.maximum(tk, ring[:, k % d] + 1)
+        s = np.maximum(b[:, None] + timing.issue_latency, end)
+        end = np.where(a[:, None], s + cost[:, k], end)
+        ring[:, k % d] = np.where(a, s.max(axis=1), ring[:, k % d])
+        t = np.where(a, b + 1, t)
+        prev = np.where(a, eb[:, k], prev)
+    t = t + total_empty - prev
+    return np.maximum(t, end.max(axis=1, initial=0) + timing.drain), ideal
+
+
 def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
                  timing: Timing) -> tuple[int, int]:
     """(cycles, ideal cycles) of one fully connected layer for one input vector ``acts``:
@@ -211,11 +257,15 @@ def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing(
             from .convtiming import conv_layer_cycles  # it imports this module
 
             gather = il.conv.gather(n_pes)  # positions in the engine's order
-            padded = np.concatenate([inputs[li], np.zeros((k, 1), dtype=np.int64)], axis=1)
-            for i in range(k):
-                per[i, li], per_ideal[i, li] = conv_layer_cycles(padded[i][gather], d.entries, il.rows, timing)
+            step = max(1, CYCLE_CHUNK // max(gather.size, 1))  # images per batched scan
+            for i in range(0, k, step):
+                part = inputs[li][i:i + step]
+                padded = np.concatenate([part, np.zeros((len(part), 1), dtype=np.int64)], axis=1)
+                per[i:i + step, li], per_ideal[i:i + step, li] = conv_layer_cycles(
+                    padded[:, gather], d.entries, il.rows, timing)
             continue
-        for i in range(k):
-            per[i, li], per_ideal[i, li] = layer_cycles(inputs[li][i], d.entries, il.rows, il.relu, timing)
+        done, ideal = scan_cycles_batch(inputs[li][:k], d.entries, timing, timing.setup)
+        tail = -(-il.rows // n_pes) + timing.requant_latency if il.relu else il.rows + timing.readout_latency
+        per[:, li], per_ideal[:, li] = done + tail, ideal
     return {"logits": logits, "pred": logits.argmax(axis=1), "cycles": per.sum(axis=1),
             "ideal": per_ideal.sum(axis=1), "layer_cycles": per, "layer_ideal": per_ideal}
