@@ -1,6 +1,7 @@
-"""RTL simulation (Verilator) of LeNet-300-100 on MNIST against the golden model.
+"""RTL simulation (Verilator) of LeNet-300-100 or LeNet-5 on MNIST against the golden model.
 
     .venv/bin/python benchmarks/rtl_sim.py full  --pes 4 --images 10000     # rtl_sim_full.json
+    .venv/bin/python benchmarks/rtl_sim.py full  --arch lenet5 --pes 8 --fast   # rtl_sim_full_lenet5.json
     .venv/bin/python benchmarks/rtl_sim.py sweep --pes 1,2,4,8,16 --images 200   # rtl_sim_sweep.json
     .venv/bin/python benchmarks/rtl_sim.py --pes 1,2,4,8,16 --images 50     # older form: rtl_sim.json
 
@@ -14,6 +15,12 @@ model (compressor.contract.golden; every logit, the class and the cycle count, a
 golden error on the same images (must be equal), cycles, ideal cycles and
 utilisation (ideal / actual, summed over the images), build and simulation
 wall time, images/s of the simulation.
+
+`--arch lenet5` runs the committed benchmarks/results/lenet5_mnist.dcz
+entirely on the engine (convolutions included); `--fast` drives the
+verilated engine from C++ (sim/engine_fast.py: same streams, same results,
+no Python per clock edge; LeNet-5's 65 k cycles an image would take hours
+through cocotb).
 
 `full` rewrites rtl_sim_full.json after every chunk, so an interrupted run
 leaves a valid, clearly partial record (`complete: false`, `images_done`).
@@ -38,12 +45,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-MODEL = RESULTS / "lenet300_mnist.dcz"
+MODELS = {"lenet300": RESULTS / "lenet300_mnist.dcz", "lenet5": RESULTS / "lenet5_mnist.dcz"}
+MODEL = MODELS["lenet300"]
 BIN = Path(sys.executable).parent / "deepcomp"
 
 
-def make_rom(n: int, out: Path, data_dir: Path) -> tuple[Path, str]:
-    cmd = [str(BIN), "rom", str(MODEL.relative_to(ROOT)), "--pes", str(n), "-o", str(out),
+def make_rom(n: int, out: Path, data_dir: Path, model: Path = MODEL) -> tuple[Path, str]:
+    cmd = [str(BIN), "rom", str(model.relative_to(ROOT)), "--pes", str(n), "-o", str(out),
            "--dataset", "mnist", "--data-dir", str(data_dir)]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
     shown = [".venv/bin/deepcomp", *cmd[1:6], f"rom_n{n}.bin", *cmd[7:]]
@@ -51,15 +59,15 @@ def make_rom(n: int, out: Path, data_dir: Path) -> tuple[Path, str]:
 
 
 def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, workdir: Path,
-             on_chunk=None, max_seconds: float | None = None) -> dict:
+             on_chunk=None, max_seconds: float | None = None, model: Path = MODEL, fast: bool = False) -> dict:
     """Build the ROM and the Verilator model for N, run ``images`` test images; one record."""
     from compressor.contract.data import load_dataset
     from compressor.contract.golden import decode_rom, infer
     from compressor.contract.rom import parse
-    from sim import engine_sim
+    from sim import engine_fast, engine_sim
     from sim.cli import compare
 
-    rom_path, rom_cmd = make_rom(n, workdir / f"rom_n{n}.bin", data_dir)
+    rom_path, rom_cmd = make_rom(n, workdir / f"rom_n{n}.bin", data_dir, model)
     raw = rom_path.read_bytes()
     rom = parse(raw, str(rom_path))
     data = load_dataset("mnist", data_dir)
@@ -70,7 +78,10 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
     g = infer(decode_rom(rom, str(rom_path)), x)
     golden_s = time.time() - t0
     t0 = time.time()
-    b = engine_sim.build(raw, workdir / f"build_n{n}", always=True, optimize=optimize)
+    if fast:
+        b = engine_fast.build(raw, workdir / f"build_n{n}")
+    else:
+        b = engine_sim.build(raw, workdir / f"build_n{n}", always=True, optimize=optimize)
     build_s = time.time() - t0
 
     res: list[dict] = []
@@ -78,7 +89,8 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
     rec: dict = {}
     for lo in range(0, len(x), chunk):
         t0 = time.time()
-        res += engine_sim.run(b, x[lo:lo + chunk], tag=f"chunk{lo}")
+        res += engine_fast.run(b, x[lo:lo + chunk], 5_000_000) if fast else \
+            engine_sim.run(b, x[lo:lo + chunk], tag=f"chunk{lo}")
         sim_s += time.time() - t0
         k = len(res)
         gk = {key: g[key][:k] for key in ("logits", "pred", "cycles", "ideal")}
@@ -125,6 +137,8 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=1000, help="images per simulator start")
     ap.add_argument("--optimize", action="store_true",
                     help="compile the Verilator model with the C++ optimizer (default -O0, as deepcomp sim)")
+    ap.add_argument("--arch", choices=sorted(MODELS), default="lenet300", help="the committed model to run")
+    ap.add_argument("--fast", action="store_true", help="C++ stream driver instead of the cocotb bench")
     ap.add_argument("--max-minutes", type=float, help="stop after the chunk that crosses this (partial record)")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--keep", type=Path, help="keep ROMs and builds here instead of a temporary directory")
@@ -134,12 +148,15 @@ def main() -> int:
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
     command = f".venv/bin/python benchmarks/rtl_sim.py {argv}".strip()
     data_dir = args.data_dir.resolve()
+    model = MODELS[args.arch]
+    suffix = "" if args.arch == "lenet300" else f"_{args.arch}"
     if args.mode is None:
-        out = RESULTS / "rtl_sim.json"
+        out = RESULTS / f"rtl_sim{suffix}.json"
     else:
-        out = RESULTS / f"rtl_sim_{args.mode}.json"
-    doc: dict = {"command": command, "model": str(MODEL.relative_to(ROOT)), "dataset": "mnist test set",
-                 "images": images, "verilator_cxx": "optimized" if args.optimize else "-O0",
+        out = RESULTS / f"rtl_sim_{args.mode}{suffix}.json"
+    doc: dict = {"command": command, "model": str(model.relative_to(ROOT)), "dataset": "mnist test set",
+                 "images": images, "verilator_cxx": "optimized" if args.optimize or args.fast else "-O0",
+                 "driver": "sim/engine_fast.cpp" if args.fast else "cocotb sim/bench_engine.py",
                  "machine": machine(),
                  "compare": "every logit, class and cycle count vs compressor.contract.golden (as deepcomp sim)",
                  "runs": []}
@@ -164,7 +181,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             wd = args.keep.resolve() if args.keep else Path(tmp)
             wd.mkdir(parents=True, exist_ok=True)
-            rec = simulate(n, images, data_dir, args.chunk, args.optimize, wd, save, budget)
+            rec = simulate(n, images, data_dir, args.chunk, args.optimize, wd, save, budget, model, args.fast)
         bad += rec["mismatches"]
     if args.mode == "full":
         rec = doc["runs"][-1]

