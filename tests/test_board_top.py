@@ -9,7 +9,9 @@ from SPI flash: with a corrupt image in the bench's flash model the device
 powers up *not loaded*, STATUS says BAD_CRC, and the inferences after a LOAD
 over the UART prove the loader wrote every stream word where the engine reads
 it; a second run of the same build with the good image in flash powers up
-loaded and infers as the golden model). Every run also sends two INFERs back
+loaded and infers as the golden model). ``conv``: the ``bram`` core holding a
+conv net (sim.testnets.conv_nets "odd": 1x1 convolutions, an odd pool, int8
+layers) on the conv engine, the same commands. Every run also sends two INFERs back
 to back (the host's pipelining): the second image arrives while the engine
 computes the first and waits in the receive FIFO.
 """
@@ -36,7 +38,7 @@ from boards.protocol import (
 )
 from compressor.contract.golden import decode_rom, infer
 from compressor.contract.rom import build, parse
-from sim.testnets import extreme_net
+from sim.testnets import conv_nets, extreme_net
 
 pytestmark = pytest.mark.rtl
 
@@ -47,7 +49,12 @@ FLASH_OFFSET = 0x1000
 WAKE_CYCLES = 20
 
 
-@pytest.fixture(scope="module", params=["bram", "spram"])
+def _net(variant: str, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return conv_nets(rng)["odd"] if variant == "conv" else extreme_net(rng)
+
+
+@pytest.fixture(scope="module", params=["bram", "spram", "conv"])
 def board_run(request, tmp_path_factory):
     from boards.device import BoardCore, Boot
     from hdl.params import fit
@@ -56,11 +63,11 @@ def board_run(request, tmp_path_factory):
     spram = request.param == "spram"
 
     rng = np.random.default_rng(1234)
-    image = build(extreme_net(rng), 2)
-    other = build(extreme_net(np.random.default_rng(7)), 2)  # a valid image of another model
+    image = build(_net(request.param, 1234), 2)
+    other = build(_net(request.param, 7), 2)  # a valid image of another model
     bad = bytearray(image)
     bad[40] ^= 1
-    x = rng.integers(0, 256, (5, 64))
+    x = rng.integers(0, 256, (5, parse(image).input_size))
     n_classes = parse(image).n_classes
     ilen = reply_length(Op.INFER, n_classes)
     steps = [
@@ -99,6 +106,8 @@ def board_run(request, tmp_path_factory):
                       ("infer", cmd_infer(x[4]), ilen)]
         replies["booted"] = run(boot_steps, image, "boot")
     ref = infer(decode_rom(parse(image)), x)
+    if request.param == "conv":
+        assert b.verilog.read_text().count("pmax") > 0  # the conv engine (pool memories) was built
     return replies, ref, image, spram
 
 
@@ -121,16 +130,17 @@ def _check_not_loaded(raw: bytes) -> None:
     assert len(raw) == reply_length(Op.INFER, 0)
 
 
-def _ping(loaded: int) -> bytes:
+def _ping(loaded: int, image: bytes) -> bytes:
     from boards.device import rx_buffer_depth
 
+    size = parse(image).input_size
     return reply_header(Op.PING, Status.OK) + struct.pack(
-        PING_FORMAT, PROTOCOL_VERSION, 2, 64, loaded, rx_buffer_depth(64))
+        PING_FORMAT, PROTOCOL_VERSION, 2, size, loaded, rx_buffer_depth(size))
 
 
 def test_ping_and_power_up_state(board_run):
     replies, ref, image, spram = board_run
-    assert replies["ping"] == _ping(int(not spram))
+    assert replies["ping"] == _ping(int(not spram), image)
     if spram:  # the boot loader read the (corrupt) flash image and the CRC refused it
         assert replies["flash_reads"] == 1
         assert replies["status0"] == reply_header(Op.STATUS, Status.BAD_CRC) + b"\x00"
@@ -142,10 +152,10 @@ def test_ping_and_power_up_state(board_run):
 
 @pytest.mark.parametrize("board_run", ["spram"], indirect=True)  # bram: the image is in the bitstream
 def test_boot_from_flash(board_run):
-    replies, ref, _, _ = board_run
+    replies, ref, image, _ = board_run
     booted = replies["booted"]
     assert booted["flash_reads"] == 1
-    assert booted["ping"] == _ping(1)
+    assert booted["ping"] == _ping(1, image)
     assert booted["status"] == reply_header(Op.STATUS, Status.OK) + b"\x01"
     _check_infer(booted["infer"], ref, 4)
 
@@ -158,7 +168,7 @@ def test_load_semantics(board_run):
     assert replies["load_other"] == reply_header(Op.LOAD, Status.PARAM_MISMATCH)
     assert replies["load_ok"] == reply_header(Op.LOAD, Status.OK)
     assert replies["status_ok"] == reply_header(Op.STATUS, Status.OK) + b"\x01"
-    assert replies["ping_loaded"] == _ping(1)
+    assert replies["ping_loaded"] == _ping(1, image)
 
 
 def test_infer_matches_golden(board_run):

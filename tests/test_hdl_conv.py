@@ -24,8 +24,8 @@ pytest.importorskip("cocotb_tools")
 from sim import engine_fast, engine_sim  # noqa: E402
 
 # (net, N, driver): the cocotb bench, or the C++ stream driver of the long benchmarks (sim/engine_fast.py)
-CASES = [("same", 1, "cocotb"), ("same", 3, "cocotb"), ("same", 8, "cocotb"), ("odd", 2, "cocotb"),
-         ("odd", 5, "fast"), ("onepe", 1, "cocotb"), ("onepe", 16, "cocotb")]
+# (one Verilator build each: builds dominate make test; "odd" at N = 2 also runs in the board test)
+CASES = [("same", 3, "cocotb"), ("odd", 5, "fast"), ("onepe", 1, "cocotb"), ("onepe", 16, "cocotb")]
 
 
 @pytest.mark.parametrize("name, n, driver", CASES, ids=[f"{a}-n{b}-{c}" for a, b, c in CASES])
