@@ -1,0 +1,115 @@
+"""Conv layers on the engine: dataflow (a) measured, dataflow (b) modelled, both against the multiplier bound.
+
+    .venv/bin/python benchmarks/conv_dataflow.py [--images 200] [--pes 1,2,4,8,16]
+
+For the committed LeNet-5 (benchmarks/results/lenet5_mnist.dcz) laid out for
+each N (`deepcomp rom`), on the first K MNIST test images:
+
+* **(a), built**: output channels interleaved over the PEs, one output
+  position at a time, each non-zero patch activation's column decoded again
+  for every position (hdl/, the golden cycle model, which the RTL meets
+  cycle for cycle): cycles per conv layer from ``compressor.contract.golden.infer``.
+* **multiplier bound**: effective MACs / N, where effective MACs counts only
+  (non-zero patch activation) x (non-zero weight) pairs: no engine with N
+  multipliers does better. Utilisation = bound / cycles.
+* **(b), modelled on paper**: PEs own N output positions, a column is decoded
+  once per group of N positions and its (row, weight) stream broadcast, one
+  entry per cycle (fillers included, as the decoder spends them), for every
+  column where any of the N positions has a non-zero activation; then each
+  PE's R accumulators are read out (R cycles). Pipeline latencies are left
+  out, so the model favours (b).
+
+Writes benchmarks/results/conv_dataflow.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL = RESULTS / "lenet5_mnist.dcz"
+BIN = Path(sys.executable).parent / "deepcomp"
+
+
+def layer_inputs(rom, x: np.ndarray, n: int):
+    from compressor.contract.fixedpoint import run_int, storage_input
+    from compressor.contract.golden import decode_rom
+
+    layers = decode_rom(rom)
+    ils = [d.int_layer for d in layers]
+    _, inputs = run_int(ils, storage_input(x, ils[0], n), n)
+    return layers, inputs
+
+
+def measure(n: int, x: np.ndarray, data_dir: Path, work: Path) -> dict:
+    from compressor.contract.golden import Timing, infer
+    from compressor.contract.rom import load
+
+    rom_path = work / f"l5_n{n}.rom"
+    subprocess.run([BIN, "rom", MODEL, "--pes", str(n), "-o", rom_path, "--dataset", "mnist",
+                    "--data-dir", data_dir], check=True, capture_output=True)
+    rom = load(rom_path)
+    layers, inputs = layer_inputs(rom, x, n)
+    g = infer(layers, x, Timing())
+    out = {"rom_bytes": rom_path.stat().st_size, "cycles": float(g["cycles"].mean()), "layers": {}}
+    for li, d in enumerate(layers):
+        il = d.int_layer
+        if il.conv is None:
+            continue
+        gather = il.conv.gather(n)
+        nnz_w = (il.index != 0).sum(axis=0)  # non-zero weights per storage column
+        col_entries = d.entries.sum(axis=1)  # the column's entries over all PEs (fillers included)
+        padded = np.concatenate([inputs[li], np.zeros((len(x), 1), dtype=np.int64)], axis=1)
+        patches = padded[:, gather] != 0  # (images, positions, cols)
+        eff = (patches * nnz_w[None, None, :]).sum(axis=(1, 2))
+        pos = patches.shape[1]
+        groups = -(-pos // n)
+        pad = np.zeros((len(x), groups * n - pos, patches.shape[2]), dtype=bool)
+        union = np.concatenate([patches, pad], axis=1).reshape(len(x), groups, n, -1).any(axis=2)
+        b_cycles = (union * np.maximum(col_entries, 1)[None, None, :]).sum(axis=(1, 2)) + groups * il.rows
+        a_cycles = g["layer_cycles"][:, li]
+        bound = eff / n
+        out["layers"][f"conv{li + 1}"] = {
+            "positions": int(pos), "rows": il.rows, "cols": il.cols,
+            "a_cycles": float(a_cycles.mean()), "b_cycles_model": float(b_cycles.mean()),
+            "multiplier_bound": float(bound.mean()), "effective_macs": float(eff.mean()),
+            "a_utilisation": float(bound.sum() / a_cycles.sum()),
+            "b_utilisation_model": float(bound.sum() / b_cycles.sum()),
+            "golden_ideal": float(g["layer_ideal"][:, li].mean())}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--pes", default="1,2,4,8,16")
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    args = ap.parse_args()
+    from compressor.contract.data import load_dataset
+
+    x = load_dataset("mnist", args.data_dir).test.images[:args.images]
+    x = x.reshape(len(x), -1)
+    doc = {"model": str(MODEL.relative_to(ROOT)), "images": len(x),
+           "command": f".venv/bin/python benchmarks/conv_dataflow.py --images {args.images} --pes {args.pes}",
+           "runs": {}}
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [int(v) for v in args.pes.split(",")]:
+            doc["runs"][f"N={n}"] = measure(n, x, args.data_dir.resolve(), Path(tmp))
+            print(n, json.dumps(doc["runs"][f"N={n}"]["layers"]), flush=True)
+    doc["seconds"] = round(time.time() - t0, 1)
+    (RESULTS / "conv_dataflow.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
