@@ -11,8 +11,8 @@ PES    ?= 4
 
 ifeq ($(MNIST),)
   DATA  := --dataset digits
-  TRAIN := --epochs 30
-  PRUNE := --density 0.3,0.3,0.6 --prune-epochs 5 --final-epochs 10 --finetune-epochs 10
+  TRAIN := --arch cnn8 --epochs 60
+  PRUNE := --density 0.6,0.4,0.5 --bits 4,4,4 --lr 0.03 --prune-epochs 5 --final-epochs 10 --finetune-epochs 10
 else
   DATA  := --dataset mnist --data-dir $(MNIST)
   TRAIN := --arch lenet300 --epochs 20 --augment 2

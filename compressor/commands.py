@@ -53,7 +53,7 @@ def add_fit_args(p: argparse.ArgumentParser, prefix: str, epochs: int, lr: float
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", type=arch_arg, help="lenet300, lenet5 or mlp:IN-H-...-OUT (default: by dataset)")
+    p.add_argument("--arch", type=arch_arg, help="lenet300, lenet5, cnn8 (8x8 digits) or mlp:IN-H-...-OUT (default: by dataset)")
     add_data_args(p, default="digits")
     add_fit_args(p, "", 20, 0.05)
     p.add_argument("--augment", type=SHIFT, default=0, help="random shift in pixels (0: none)")
@@ -71,10 +71,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     data = load_dataset(args.dataset, args.data_dir)
     arch = args.arch or DEFAULT_ARCH[data.name]
-    model = build(arch)
     if input_size(arch) != data.train.images[0].size:
         raise DeepcompError(f"{arch}: expects {input_size(arch)} inputs, {data.name} has {data.train.images[0].size}")
-    seed_everything(args.seed)
+    seed_everything(args.seed)  # before build: --seed seeds the initialisation too
+    model = build(arch)
     t0 = time.time()
     train = data.train
     if args.val_fraction:

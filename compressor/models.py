@@ -1,7 +1,7 @@
 """Model zoo and the rules for which layers the compressor handles.
 
 A model is rebuilt from an *arch spec* string stored in the ``.dcz``
-(``lenet300``, ``lenet5``, or ``mlp:64-100-50-10``), so a compressed file is
+(``lenet300``, ``lenet5``, ``cnn8`` or ``mlp:64-100-50-10``), so a compressed file is
 self-contained for the built-in architectures. :func:`compressible_layers` is
 the CLI pipeline's rule (Linear/Conv2d only); any other ``nn.Module`` goes
 through ``compressor.api`` (planned by ``compressor.plan``, restored by name
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .archspec import _mlp_sizes, arch_shapes
+from .archspec import CONV_SHAPES, _mlp_sizes, arch_shapes, engine_plan
 from .contract.container import CompressedModel
 from .contract.errors import DeepcompError
 
@@ -61,18 +61,51 @@ class LeNet5(nn.Module):
         return self.fc2(torch.relu(self.fc1(self.features(x))))
 
 
+class CNN8(nn.Module):
+    """A small conv net for scikit-learn's 8x8 digits: 1,898 parameters.
+
+    conv 8@3x3 (padding 1) -> ReLU -> max-pool 2 (4x4) -> conv 16@3x3 (padding 1) -> ReLU
+    -> max-pool 2 (2x2) -> flatten (C, H, W) 64 -> fc 10 (logits). Every layer runs on the
+    engine (``engine_plan("cnn8")``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(64, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional part: conv, ReLU, pool twice, flattened in (C, H, W) order."""
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        return nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+CONV_NETS = {"lenet5": LeNet5, "cnn8": CNN8}
+BUILT_IN = ("lenet300", *CONV_NETS)  # with mlp:..., the specs build() knows
+
+
 def build(spec: str) -> nn.Module:
     """Instantiate the architecture named by ``spec``."""
     arch_shapes(spec)  # validates the spec (and the sizes) first
-    if spec == "lenet5":
-        return LeNet5()
+    if spec in CONV_NETS:
+        return CONV_NETS[spec]()
     return MLP([784, 300, 100, 10] if spec == "lenet300" else _mlp_sizes(spec))
 
 
 def input_size(spec: str) -> int:
     """Number of input pixels the architecture expects."""
-    first = arch_shapes(spec)[0]
-    return 784 if spec == "lenet5" else first[1]
+    if spec in CONV_SHAPES:
+        c, h, w = engine_plan(spec)[0]
+        return c * h * w
+    return arch_shapes(spec)[0][1]
+
+
+def is_built_in(spec: str) -> bool:
+    return spec in BUILT_IN or spec.startswith("mlp:")
 
 
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -115,7 +148,7 @@ def to_module(cm: CompressedModel, model: nn.Module | None = None, source: str =
     """Load a ``.dcz``'s quantized weights into ``model``, or into a new ``build(cm.arch)``.
 
     Without ``model`` the architecture string stored in the file must be one
-    :func:`build` knows (``lenet300``, ``lenet5``, ``mlp:...``); a custom
+    :func:`build` knows (``lenet300``, ``lenet5``, ``cnn8``, ``mlp:...``); a custom
     ``nn.Module`` is passed in by the caller, with the same compressible layers
     in the same order and shapes. A version 2 file (any model) is loaded by
     name with ``compressor.restore.apply_to``, into ``model`` or, if the file
@@ -127,12 +160,12 @@ def to_module(cm: CompressedModel, model: nn.Module | None = None, source: str =
 
         if model is None and cm.program is not None:
             return module_of(cm, source)
-        if model is None and not (cm.arch in ("lenet300", "lenet5") or cm.arch.startswith("mlp:")):
+        if model is None and not is_built_in(cm.arch):
             module_of(cm, source)  # raises: names the ways to load it
         return apply_to(cm, model if model is not None else build(cm.arch), source)
     stored = [rec.shape for rec in cm.layers]
     if model is None:
-        want = arch_shapes(cm.arch) if cm.arch in ("lenet300", "lenet5") or cm.arch.startswith("mlp:") else None
+        want = arch_shapes(cm.arch) if is_built_in(cm.arch) else None
         if want is None:
             raise DeepcompError(f"{source}: architecture {cm.arch!r} is not built in; "
                                 "load it with to_module(cm, YourModule()) from Python")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archspec import arch_shapes, engine_plan
+from .archspec import CONV_SHAPES, arch_shapes, engine_plan
 from .contract.cli import IMAGES, PES, Command, add_data_args, bounded, emit
 from .contract.container import CompressedModel, load, pair
 from .contract.data import load_dataset
@@ -21,7 +21,7 @@ def float_layers(cm: CompressedModel, source: str | None = None) -> list[tuple]:
 
     A net of Linear layers needs no architecture knowledge (ReLU hidden layers, logits
     last). A conv net's input size, pooling and activations come from its built-in arch
-    (:func:`compressor.archspec.engine_plan`: LeNet-5 only).
+    (:func:`compressor.archspec.engine_plan`: the built-in conv nets).
     """
     source = source or cm.arch
     if cm.version == 2 or not cm.fits_v1():  # BatchNorm, groups, ...: the engine would silently drop them
@@ -37,7 +37,7 @@ def float_layers(cm: CompressedModel, source: str | None = None) -> list[tuple]:
         shape = None
     if shape is None:
         raise DeepcompError(f"{source}: architecture {cm.arch!r}: the ROM knows the pooling and activations "
-                            "of the built-in conv net lenet5 only")
+                            f"of the built-in conv nets only ({', '.join(CONV_SHAPES)})")
     if arch_shapes(cm.arch) != [r.shape for r in cm.layers]:
         raise DeepcompError(f"{source}: its layers {[r.shape for r in cm.layers]} do not match its "
                             f"architecture {cm.arch}")
