@@ -10,16 +10,14 @@ Part of ``compressor.budget`` (``deepcomp compress --max-loss``).
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .quantize import LayerQuant, quantize_layer, write_weights
-
-if TYPE_CHECKING:
-    from .budget import SearchOps
+from .search_ops import SearchOps
 
 
 def choose_bits(ops: SearchOps, limit: float, *, init: str, seed: int, max_bits: int) -> tuple[Any, float, dict]:

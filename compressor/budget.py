@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ from .models import compressible_layers
 from .pipeline import _histogram, check_config
 from .prune import Masks, magnitude_threshold
 from .quantize import LayerQuant, finetune, quantize_layer, round_to_storage
+from .search_ops import SearchOps
 from .split import hold_out
 from .train import FitConfig, error_rate, fit, seed_everything
 
@@ -83,37 +84,6 @@ def check_budget_config(cfg: BudgetConfig) -> None:
         raise DeepcompError(f"--max-loss {cfg.max_loss}: need percentage points in [0, 100)")
     if not 0 < cfg.val_fraction < 1:
         raise DeepcompError(f"--val-fraction {cfg.val_fraction}: must be in (0, 1)")
-
-
-class MaskSet(Protocol):
-    """Keep-masks by weight name: ``compressor.prune.Masks`` or the API's ``Compressor``, adapted."""
-
-    masks: dict[str, torch.Tensor]
-
-    def density(self) -> dict[str, float]: ...
-
-    def apply(self) -> None: ...
-
-
-@dataclass
-class SearchOps:
-    """What the search does to the model, however it is trained and measured.
-
-    Why: the built-in pipeline trains on a ``Split`` with ``train.fit`` and the
-    real-model API on the user's loaders and steps; the search (sensitivity,
-    prune steps, bits) is the same for both and only calls these.
-    ``retrain(epochs, seed, desc)`` trains with ``masks`` enforced;
-    ``refine(bits)`` quantizes every weight (k-means, ``bits`` per weight, in
-    ``weights`` order) from the model as it is and fine-tunes the centroids,
-    returning whatever the caller needs to write the file.
-    """
-
-    model: nn.Module
-    weights: list[tuple[str, torch.Tensor]]
-    masks: MaskSet
-    error: Callable[[], float]
-    retrain: Callable[[int, int, str], None]
-    refine: Callable[[list[int]], Any]
 
 
 def search(ops: SearchOps, cfg: BudgetConfig) -> tuple[Any, dict, dict[str, float]]:

@@ -14,18 +14,20 @@ error is what ``max_loss`` (percentage points) bounds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from . import distributed
-from .budget import BudgetConfig, SearchOps, search
+from .budget import BudgetConfig, search
 from .contract.container import CompressedModel
 from .contract.errors import DeepcompError
+from .search_ops import SearchOps
 
-if TYPE_CHECKING:
-    from .api import Compressor, Step
+# compressor.api's Compressor and step type; not imported (api imports this module when max_loss is given)
+Compressor = Any
+Step = Callable[[nn.Module, Any], torch.Tensor]
 
 
 class _CompressorMasks:

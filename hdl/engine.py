@@ -54,11 +54,17 @@ from .layouts import (
 from .params import Contents, EngineParams
 
 
+def descriptor_fields(w, p: EngineParams) -> dict:
+    """A :class:`hdl.params.LayerWord` as the descriptor memory's value: its fields in ``layer_layout(p)``
+    (an fc engine has none of the conv ones)."""
+    fields = layer_layout(p).members
+    return {k: v for k, v in asdict(w).items() if k in fields}
+
+
 def _layer_init(c: Contents | None, p: EngineParams) -> list[dict]:
     if c is None:
         return []
-    fields = layer_layout(p).members  # a LayerWord's fields, less the conv ones on an fc engine
-    return [{k: v for k, v in asdict(w).items() if k in fields} for w in c.layers[: p.max_layers]]
+    return [descriptor_fields(w, p) for w in c.layers[: p.max_layers]]
 
 
 class Sequencer(wiring.Component):

@@ -8,14 +8,14 @@ Amaranth's simulator, and the checks of each phase against the cycle model
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
 
 from compressor.contract.golden import Timing
 from compressor.contract.rom import build, parse
-from hdl.engine import Sequencer
+from hdl.engine import Sequencer, descriptor_fields
 from hdl.layouts import layer_layout
 from hdl.params import Contents, EngineParams, contents, fit
 from sim.testnets import extreme_net
@@ -81,7 +81,7 @@ def setup_image(n: int = N) -> tuple[EngineParams, Contents]:
 
 
 def desc_bits(p: EngineParams, w) -> int:
-    return layer_layout(p).const(asdict(w)).as_bits()
+    return layer_layout(p).const(descriptor_fields(w, p)).as_bits()
 
 
 class Bench:

@@ -13,7 +13,7 @@ bounded by the segment lengths, so corrupt input cannot hang it.
 order the engine's activation banks hold (a version 2 image's matrices are
 decoded in that order), and the cycle model of the RTL's schedule
 (docs/arithmetic.md, "Cycle model"; convolutions:
-compressor.contract.convtiming).
+compressor.contract.timing).
 """
 
 from __future__ import annotations
@@ -26,6 +26,17 @@ from .errors import FormatError
 from .fixedpoint import IntLayer, run_int, storage_input
 from .rom import RomImage, RomLayer
 from .sparse import relative_decode
+from .timing import (
+    CYCLE_CHUNK,
+    Timing,
+    conv_layer_cycles,
+    layer_cycles,
+    scan_cycles,
+    scan_cycles_batch,
+)
+
+__all__ = ["DecodedLayer", "Timing", "decode_layer", "decode_rom", "infer", "layer_cycles", "scan_cycles",
+           "scan_cycles_batch"]
 
 
 @dataclass
@@ -129,114 +140,7 @@ def decode_rom(rom: RomImage, path: str = "<rom>") -> list[DecodedLayer]:
     return [decode_layer(rom, li, path, bits) for li in range(len(rom.layers))]
 
 
-CYCLE_CHUNK = 1 << 21  # patch elements per batched scan of a conv layer (bounds the golden model's memory)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Constants of the RTL schedule (docs/arithmetic.md, "Cycle model")."""
-
-    fifo_depth: int = 8  # per-PE activation FIFO
-    setup: int = 4  # per layer: descriptor fetch before the first scan slot
-    issue_latency: int = 4  # broadcast -> earliest PE start (pointer read, queue, fetch, land)
-    drain: int = 4  # last decode -> accumulator written (index, symbol, codebook, multiply, add)
-    requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
-    readout_latency: int = 2  # last layer: idle detect + final argmax compare
-    # conv layers (compressor.contract.convtiming): a position's broadcaster start -> its first scan slot;
-    # after the tail's reads -> the next position's start; after the last position's reads -> next layer
-    pos_start: int = 3
-    pos_gap: int = 2
-    conv_drain: int = 4
-
-
-def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
-    """(end of the column phase, ideal cycles) of one scan of ``acts`` whose first slot is cycle ``start``.
-
-    The broadcaster scans the activations in groups of N (one bank per PE),
-    one group per cycle, issuing a group's non-zeros one per cycle (leading
-    non-zero detection); an issue waits for room in every PE's FIFO. A PE
-    spends ``max(entries, 1)`` cycles on each column it pops. The phase ends
-    once the scan is over and every PE has drained.
-    """
-    n = entries.shape[1]
-    nz = np.flatnonzero(acts)
-    ideal = int(entries[nz].max(axis=1, initial=0).sum()) if nz.size else 0
-    groups = -(-acts.size // n)
-    per_group = np.bincount(nz // n, minlength=groups)
-    t = start
-    d = timing.fifo_depth
-    starts = np.zeros((nz.size, n), dtype=np.int64)
-    end = np.zeros(n, dtype=np.int64)
-    cost = np.maximum(entries[nz], 1)
-    # empty groups before each non-zero cost one scan cycle each
-    empty_before = np.cumsum(per_group == 0)[nz // n]
-    prev_empty = 0
-    for k in range(nz.size):
-        t += int(empty_before[k] - prev_empty)
-        prev_empty = int(empty_before[k])
-        b = t if k < d else max(t, int(starts[k - d].max()) + 1)
-        s = np.maximum(b + timing.issue_latency, end)
-        starts[k] = s
-        end = s + cost[k]
-        t = b + 1
-    t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
-    return max(t, int(end.max(initial=0)) + timing.drain), ideal
-
-
-def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`scan_cycles` of many independent scans at once: ``acts`` is (scans, cols).
-
-    Why: a convolution is one scan per output position (576 for LeNet-5's
-    first layer) and a benchmark runs thousands of images; the recurrence is
-    sequential within a scan, so this steps all scans together, one non-zero
-    at a time (numpy over the scans), instead of a Python loop per scan.
-    Returns (end of each column phase, ideal cycles of each scan).
-    """
-    acts = np.asarray(acts)
-    p, cols = acts.shape
-    n = entries.shape[1]
-    nzm = acts != 0
-    count = nzm.sum(axis=1)
-    kmax = int(count.max(initial=0))
-    groups = -(-cols // n)
-    gnz = np.pad(nzm, ((0, 0), (0, groups * n - cols))).reshape(p, groups, n).any(axis=2)
-    empty_cum = np.cumsum(~gnz, axis=1)
-    total_empty = empty_cum[:, -1] if groups else np.zeros(p, dtype=np.int64)
-    order = np.argsort(~nzm, axis=1, kind="stable")[:, :kmax]  # the non-zeros' columns, in order
-    valid = np.arange(kmax)[None, :] < count[:, None]
-    ent = entries[order]  # (scans, kmax, N)
-    ideal = (ent.max(axis=2, initial=0) * valid).sum(axis=1)
-    cost = np.maximum(ent, 1)
-    eb = np.take_along_axis(empty_cum, order // n, axis=1)  # empty groups before each non-zero
-    d = timing.fifo_depth
-    t = np.full(p, start, dtype=np.int64)
-    prev = np.zeros(p, dtype=np.int64)
-    end = np.zeros((p, n), dtype=np.int64)
-    ring = np.zeros((p, d), dtype=np.int64)  # latest start (over PEs) of issue k - d
-    for k in range(kmax):
-        a = valid[:, k]
-        tk = t + eb[:, k] - prev
-        b = tk if k < d else np.maximum(tk, ring[:, k % d] + 1)
-        s = np.maximum(b[:, None] + timing.issue_latency, end)
-        end = np.where(a[:, None], s + cost[:, k], end)
-        ring[:, k % d] = np.where(a, s.max(axis=1), ring[:, k % d])
-        t = np.where(a, b + 1, t)
-        prev = np.where(a, eb[:, k], prev)
-    t = t + total_empty - prev
-    return np.maximum(t, end.max(axis=1, initial=0) + timing.drain), ideal
-
-
-def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
-                 timing: Timing) -> tuple[int, int]:
-    """(cycles, ideal cycles) of one fully connected layer for one input vector ``acts``:
-    setup, the scan (:func:`scan_cycles`) and the tail."""
-    n = entries.shape[1]
-    done, ideal = scan_cycles(acts, entries, timing, timing.setup)
-    tail = -(-rows // n) + timing.requant_latency if relu else rows + timing.readout_latency
-    return done + tail, ideal
-
-
-def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing(),
+def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing | None = None,
           cycle_images: int | None = None) -> dict:
     """Integer inference and cycle counts for a batch of input vectors.
 
@@ -245,6 +149,7 @@ def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing(
     ``cycle_images``: run the cycle model on the first K images only (None: all); ``cycles``,
     ``ideal`` and ``layer_cycles`` / ``layer_ideal`` ((K, layers)) then have K rows.
     """
+    timing = timing or Timing()
     n_pes = layers[0].entries.shape[1] if layers else 1
     ils = [d.int_layer for d in layers]
     acts = np.asarray(acts, dtype=np.int64).reshape(len(acts), -1)
@@ -254,8 +159,6 @@ def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing = Timing(
     per_ideal = np.zeros((k, len(layers)), dtype=np.int64)
     for li, (d, il) in enumerate(zip(layers, ils, strict=True)):
         if il.conv is not None:
-            from .convtiming import conv_layer_cycles  # it imports this module
-
             gather = il.conv.gather(n_pes)  # positions in the engine's order
             step = max(1, CYCLE_CHUNK // max(gather.size, 1))  # images per batched scan
             for i in range(0, k, step):

@@ -1,0 +1,165 @@
+"""The golden model's cycle model: when the RTL finishes each layer (docs/arithmetic.md, "Cycle model").
+
+numpy only, part of the specification. :class:`Timing` holds the RTL's
+constants; :func:`scan_cycles` is one broadcaster scan with the PEs behind
+it (an fc layer, or one output position of a convolution),
+:func:`scan_cycles_batch` many scans at once, :func:`layer_cycles` a fully
+connected layer and :func:`conv_layer_cycles` a convolution.
+
+Dataflow (a) of the conv issue: rows = output channels interleaved over the
+PEs, one output position at a time. For each position the broadcaster scans
+the position's patch (the layer's columns, ``kh * kw * cs_in`` storage
+elements in (ky, kx, channel) order, groups of N) exactly as it scans an fc
+layer's input, the PEs decode each non-zero activation's column from the same
+Huffman streams, and the tail reads the position's ``ceil(R / N)`` local rows
+into the requantizers (which keep the max-pool). numpy only: part of the
+golden model.
+
+Schedule (hdl/engine.py, hdl/broadcast.py), cycles from the layer's first
+setup cycle: the descriptor is read as for an fc layer and the first
+position starts at ``setup - 1`` (the sequencer's fourth setup cycle); a
+position started at ``S`` has its first scan slot at ``S + pos_start`` (one
+priming cycle more than an fc scan: the patch's word look-ahead); its
+column phase ends at ``d`` (:func:`scan_cycles`, the fc rules: FIFO
+room, issue latency, one entry per cycle, drain); the sequencer sees it at
+``d + 1`` and reads ``ceil(R / N)`` rows; the next position starts
+``pos_gap`` cycles after the last read cycle's start... i.e. at
+``d + ceil(R / N) + pos_gap``; after the last position the next layer's
+setup begins at ``d + ceil(R / N) + conv_drain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CYCLE_CHUNK = 1 << 21  # patch elements per batched scan of a conv layer (bounds the golden model's memory)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Constants of the RTL schedule (docs/arithmetic.md, "Cycle model")."""
+
+    fifo_depth: int = 8  # per-PE activation FIFO
+    setup: int = 4  # per layer: descriptor fetch before the first scan slot
+    issue_latency: int = 4  # broadcast -> earliest PE start (pointer read, queue, fetch, land)
+    drain: int = 4  # last decode -> accumulator written (index, symbol, codebook, multiply, add)
+    requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
+    readout_latency: int = 2  # last layer: idle detect + final argmax compare
+    # conv layers (conv_layer_cycles): a position's broadcaster start -> its first scan slot;
+    # after the tail's reads -> the next position's start; after the last position's reads -> next layer
+    pos_start: int = 3
+    pos_gap: int = 2
+    conv_drain: int = 4
+
+
+def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
+    """(end of the column phase, ideal cycles) of one scan of ``acts`` whose first slot is cycle ``start``.
+
+    The broadcaster scans the activations in groups of N (one bank per PE),
+    one group per cycle, issuing a group's non-zeros one per cycle (leading
+    non-zero detection); an issue waits for room in every PE's FIFO. A PE
+    spends ``max(entries, 1)`` cycles on each column it pops. The phase ends
+    once the scan is over and every PE has drained.
+    """
+    n = entries.shape[1]
+    nz = np.flatnonzero(acts)
+    ideal = int(entries[nz].max(axis=1, initial=0).sum()) if nz.size else 0
+    groups = -(-acts.size // n)
+    per_group = np.bincount(nz // n, minlength=groups)
+    t = start
+    d = timing.fifo_depth
+    starts = np.zeros((nz.size, n), dtype=np.int64)
+    end = np.zeros(n, dtype=np.int64)
+    cost = np.maximum(entries[nz], 1)
+    # empty groups before each non-zero cost one scan cycle each
+    empty_before = np.cumsum(per_group == 0)[nz // n]
+    prev_empty = 0
+    for k in range(nz.size):
+        t += int(empty_before[k] - prev_empty)
+        prev_empty = int(empty_before[k])
+        b = t if k < d else max(t, int(starts[k - d].max()) + 1)
+        s = np.maximum(b + timing.issue_latency, end)
+        starts[k] = s
+        end = s + cost[k]
+        t = b + 1
+    t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
+    return max(t, int(end.max(initial=0)) + timing.drain), ideal
+
+
+def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scan_cycles` of many independent scans at once: ``acts`` is (scans, cols).
+
+    Why: a convolution is one scan per output position (576 for LeNet-5's
+    first layer) and a benchmark runs thousands of images; the recurrence is
+    sequential within a scan, so this steps all scans together, one non-zero
+    at a time (numpy over the scans), instead of a Python loop per scan.
+    Returns (end of each column phase, ideal cycles of each scan).
+    """
+    acts = np.asarray(acts)
+    p, cols = acts.shape
+    n = entries.shape[1]
+    nzm = acts != 0
+    count = nzm.sum(axis=1)
+    kmax = int(count.max(initial=0))
+    groups = -(-cols // n)
+    gnz = np.pad(nzm, ((0, 0), (0, groups * n - cols))).reshape(p, groups, n).any(axis=2)
+    empty_cum = np.cumsum(~gnz, axis=1)
+    total_empty = empty_cum[:, -1] if groups else np.zeros(p, dtype=np.int64)
+    order = np.argsort(~nzm, axis=1, kind="stable")[:, :kmax]  # the non-zeros' columns, in order
+    valid = np.arange(kmax)[None, :] < count[:, None]
+    ent = entries[order]  # (scans, kmax, N)
+    ideal = (ent.max(axis=2, initial=0) * valid).sum(axis=1)
+    cost = np.maximum(ent, 1)
+    eb = np.take_along_axis(empty_cum, order // n, axis=1)  # empty groups before each non-zero
+    d = timing.fifo_depth
+    t = np.full(p, start, dtype=np.int64)
+    prev = np.zeros(p, dtype=np.int64)
+    end = np.zeros((p, n), dtype=np.int64)
+    ring = np.zeros((p, d), dtype=np.int64)  # latest start (over PEs) of issue k - d
+    for k in range(kmax):
+        a = valid[:, k]
+        tk = t + eb[:, k] - prev
+        b = tk if k < d else np.maximum(tk, ring[:, k % d] + 1)
+        s = np.maximum(b[:, None] + timing.issue_latency, end)
+        end = np.where(a[:, None], s + cost[:, k], end)
+        ring[:, k % d] = np.where(a, s.max(axis=1), ring[:, k % d])
+        t = np.where(a, b + 1, t)
+        prev = np.where(a, eb[:, k], prev)
+    t = t + total_empty - prev
+    return np.maximum(t, end.max(axis=1, initial=0) + timing.drain), ideal
+
+
+def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
+                 timing: Timing) -> tuple[int, int]:
+    """(cycles, ideal cycles) of one fully connected layer for one input vector ``acts``:
+    setup, the scan (:func:`scan_cycles`) and the tail."""
+    n = entries.shape[1]
+    done, ideal = scan_cycles(acts, entries, timing, timing.setup)
+    tail = -(-rows // n) + timing.requant_latency if relu else rows + timing.readout_latency
+    return done + tail, ideal
+
+
+def conv_layer_cycles(patches: np.ndarray, entries: np.ndarray, rows: int,
+                      timing: Timing) -> tuple[np.ndarray, np.ndarray]:
+    """(cycles, ideal cycles) of one conv layer for each image of a batch.
+
+    ``patches``: (images, positions, cols) storage-order patch vectors in the
+    order the engine visits the positions (out-of-bounds elements 0), or
+    (positions, cols) for one image (then the results are scalars);
+    ``entries``: (cols, N) entries per column segment, as
+    :class:`golden.DecodedLayer` has them. The ideal is the fc layer's per
+    position: for every non-zero patch activation, the most entries any PE
+    holds in its column. All positions of all images are one batched scan
+    (:func:`scan_cycles_batch`).
+    """
+    one = patches.ndim == 2
+    patches = patches[None] if one else patches
+    k, positions, cols = patches.shape
+    done, ideal = scan_cycles_batch(patches.reshape(k * positions, cols), entries, timing, timing.pos_start)
+    tail = -(-rows // entries.shape[1])
+    total = (timing.setup - 1 + (done.reshape(k, positions) + tail).sum(axis=1)
+             + (positions - 1) * timing.pos_gap + timing.conv_drain)
+    ideal = ideal.reshape(k, positions).sum(axis=1)
+    return (int(total[0]), int(ideal[0])) if one else (total, ideal)
