@@ -50,6 +50,7 @@ def conv_nets(rng) -> dict[str, list]:
     disguise). ``odd``: 1x1 kernels, a pool that drops an odd last row and
     column, a 2x2 stride-2 conv, a ReLU conv after an int8 one. ``onepe``:
     every weight in the output channels 0 and 16 (one PE for N = 1, 2, 4, 8, 16).
+    ``all``: those in one chain of three convolutions and an fc layer.
     """
     from compressor.contract.fixedpoint import ConvGeom
 
@@ -60,7 +61,14 @@ def conv_nets(rng) -> dict[str, list]:
     odd2 = conv_layer(rng, ConvGeom.from_padding(4, 2, 2, 2, 2, stride=2), 6, 0.7, wbits=3, zbits=2)
     one = conv_layer(rng, ConvGeom.from_padding(1, 7, 7, 5, 5, pad_h=2, pad_w=2, pool=2), 17, 0.0)
     one.index[[0, 16], :] = rng.integers(1, 16, (2, 25))
+    # everything in one chain: 'same' 5x5 with an odd pool and every weight in channels 0 and 16,
+    # int8 -> a 1x1 ReLU conv -> a 3x3 stride-2 kernel covering its whole 3x3 input -> fc
+    all1 = conv_layer(rng, ConvGeom.from_padding(1, 7, 7, 5, 5, pad_h=2, pad_w=2, pool=2), 17, 0.0, signed=True)
+    all1.index[[0, 16], :] = rng.integers(1, 16, (2, 25))
+    all2 = conv_layer(rng, ConvGeom.from_padding(17, 3, 3, 1, 1), 5, 0.5)
+    all3 = conv_layer(rng, ConvGeom.from_padding(5, 3, 3, 3, 3, stride=2), 7, 0.6)
     return {
+        "all": [all1, all2, all3, int_layer(rng, 10, 7, 0.8, relu=False)],
         "same": [same1, same2, int_layer(rng, 10, 7, 0.8, relu=False)],
         "odd": [odd1, odd2, int_layer(rng, 9, 6, 0.9, relu=False)],
         "onepe": [one, int_layer(rng, 10, 17 * 3 * 3, 0.3, relu=False)],
