@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = RESULTS / "lenet300_mnist.dcz"
+MODELS = {"lenet300": MODEL, "lenet5": RESULTS / "lenet5_mnist.dcz"}
 BIN = Path(sys.executable).parent / "deepcomp"
 DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
@@ -48,9 +49,10 @@ def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int) -> dict:
             "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
 
 
-def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1, max_len: int = 12) -> dict:
-    rom = out / f"lenet300_n{n}_l{max_len}.rom"
-    subprocess.run([BIN, "rom", MODEL, "--pes", str(n), "-o", rom, "--dataset", "mnist",
+def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1, max_len: int = 12,
+        model: Path = MODEL) -> dict:
+    rom = out / f"{model.stem}_n{n}_l{max_len}.rom"
+    subprocess.run([BIN, "rom", model, "--pes", str(n), "-o", rom, "--dataset", "mnist",
                     "--data-dir", data_dir, "--max-code-len", str(max_len)], check=True, capture_output=True)
     cmd = [BIN, "board", "build", board, "--rom", rom, "--pes", str(n), "-o", out / f"{board}_n{n}",
            "--freq", f"{mhz:g}", "--seed", str(seed), "--json"]
@@ -62,7 +64,7 @@ def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1
     rep = json.loads(r.stdout)
     cyc = golden_cycles(rom, data_dir, rep["fifo_depth"])
     clock = rep["target_mhz"] if rep["timing_met"] else rep["fmax_mhz"]
-    rep.update(built=True, n_pes=n, max_code_len=max_len, rom_bytes=rom.stat().st_size, cycles=cyc,
+    rep.update(built=True, n_pes=n, max_code_len=max_len, model=str(model.relative_to(ROOT)), rom_bytes=rom.stat().st_size, cycles=cyc,
                engine_images_per_s=round(clock * 1e6 / cyc["cycles_mean"]),
                engine_images_per_s_at_fmax=round(rep["fmax_mhz"] * 1e6 / cyc["cycles_mean"]),
                engine_us_per_image=round(cyc["cycles_mean"] / clock, 2))
@@ -75,6 +77,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", action="append", help=f"board:N:MHz (repeatable; default: {' '.join(DEFAULT)})")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--arch", choices=sorted(MODELS), default="lenet300",
+                    help="the committed model to build (records of lenet5 are keyed lenet5/board:N:MHz...)")
     ap.add_argument("--max-code-len", type=int, action="append",
                     help="Huffman code length bound L of the ROM (repeatable: one build per L; default 12; "
                          "records of L != 12 are keyed board:N:MHz[:seed]:L<L>)")
@@ -93,10 +97,12 @@ def main() -> int:
             for max_len in args.max_code_len or [12]:
                 board, n, mhz, *seed = spec.split(":")  # board:N:MHz[:seed]
                 rec = run(board, int(n), float(mhz), work, args.data_dir.resolve(), int(seed[0]) if seed else 1,
-                          max_len)
-                lopt = "" if max_len == 12 else f" --max-code-len {max_len}"
+                          max_len, MODELS[args.arch])
+                lopt = ("" if max_len == 12 else f" --max-code-len {max_len}") + \
+                    ("" if args.arch == "lenet300" else f" --arch {args.arch}")
                 rec["command"] = f".venv/bin/python benchmarks/board_builds.py --only {shlex.quote(spec)}{lopt}"
-                runs[spec if max_len == 12 else f"{spec}:L{max_len}"] = rec
+                key = spec if max_len == 12 else f"{spec}:L{max_len}"
+                runs[key if args.arch == "lenet300" else f"{args.arch}/{key}"] = rec
                 out_json.write_text(json.dumps(doc, indent=1) + "\n")
                 print(json.dumps({k: rec.get(k) for k in ("board", "n_pes", "built", "luts", "luts_available",
                                                           "fmax_mhz", "target_mhz", "timing_met", "max_code_len",
