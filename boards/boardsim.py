@@ -11,8 +11,6 @@ harness, so a second ``board sim`` of the same ROM starts at once.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,34 +37,17 @@ def build(board: str, image: bytes, freq_mhz: float | None, baud: int, build_roo
     """Verilate ``board``'s core for ``image`` with the C++ harness (cached); the binary."""
     from amaranth.back import verilog
 
-    from compressor.contract.binfmt import atomic_write
-    from sim.runner import verilator_environ, verilator_root
+    from sim.runner import build_harness
 
     from . import icebreaker, ulx3s
 
     mod = {"icebreaker": icebreaker, "ulx3s": ulx3s}[board]
     core, clk_hz = mod.core(image, mod.DEFAULT_MHZ if freq_mhz is None else freq_mhz, baud)
     text = verilog.convert(core, name=TOP)  # once: it names the cache entry and is what gets built
-    key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:12]
-    d = (Path(build_root) if build_root else Path("build") / "board_sim") / f"{board}-{key}"
-    exe = d / "obj" / "boardsim"
-    binary = SimBinary(exe.resolve(), board, clk_hz, baud, core.divisor, core.boot is not None)
-    if exe.is_file():
-        return binary
-    d.mkdir(parents=True, exist_ok=True)
-    src = d / f"{TOP}.v"
-    atomic_write(src, text.encode())
-    defines = [f"-DDC_TOP=V{TOP}", f'-DDC_TOP_HEADER=\\"V{TOP}.h\\"'] + (["-DHAS_FLASH"] if core.boot else [])
-    cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "1",
-           "-Wno-fatal", "--top-module", TOP, "-Mdir", str(d / "obj"), "-o", "boardsim",
-           "-CFLAGS", " ".join(defines), str(src), str(HARNESS)]
-    log = d / "build.log"
-    env = {**os.environ, **verilator_environ(optimize=True)}
-    with open(log, "w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if r.returncode != 0 or not exe.is_file():
-        raise DeepcompError(f"{board}: verilator build of the board core failed; see {log}")
-    return binary
+    root = Path(build_root) if build_root else Path("build") / "board_sim"
+    exe = build_harness(text, HARNESS, TOP, root, "boardsim", ["-DHAS_FLASH"] if core.boot else [],
+                        what=f"the {board} board core", prefix=board)
+    return SimBinary(exe, board, clk_hz, baud, core.divisor, core.boot is not None)
 
 
 class Served:

@@ -11,8 +11,6 @@ this one is for long runs (10,000 LeNet-5 images, ``benchmarks/rtl_sim.py
 
 from __future__ import annotations
 
-import hashlib
-import os
 import struct
 import subprocess
 import tempfile
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.contract.binfmt import atomic_write
 from compressor.contract.errors import DeepcompError
 from compressor.contract.rom import RomImage, parse
 
@@ -42,29 +39,13 @@ def build(rom_bytes: bytes, build_dir: Path | str, params=None) -> FastBuild:
 
     from hdl.top import Accelerator
 
-    from .runner import verilator_environ, verilator_root
+    from .runner import build_harness
 
     rom = parse(rom_bytes, "<rom>")
     top = Accelerator(rom, params)
-    text = verilog.convert(top, name=TOP)
-    key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:12]
-    d = Path(build_dir) / f"fast-{key}"
-    exe = d / "obj" / "engine_fast"
-    if not exe.is_file():
-        d.mkdir(parents=True, exist_ok=True)
-        src = d / f"{TOP}.v"
-        atomic_write(src, text.encode())
-        defines = f"-DDC_TOP=V{TOP} -DDC_TOP_HEADER=\\\"V{TOP}.h\\\" -O2"
-        cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "1", "-O3",
-               "--x-assign", "0", "--x-initial", "0", "-Wno-fatal", "--top-module", TOP,
-               "-Mdir", str(d / "obj"), "-o", "engine_fast", "-CFLAGS", defines, str(src), str(HARNESS)]
-        log = d / "build.log"
-        with open(log, "w") as f:
-            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                               env={**os.environ, **verilator_environ(optimize=True)})
-        if r.returncode != 0 or not exe.is_file():
-            raise DeepcompError(f"verilator build of the engine failed; see {log}")
-    return FastBuild(exe.resolve(), rom, top.params)
+    exe = build_harness(verilog.convert(top, name=TOP), HARNESS, TOP, Path(build_dir), "engine_fast", ["-O2"],
+                        ["-O3", "--x-assign", "0", "--x-initial", "0"], what="the engine")
+    return FastBuild(exe, rom, top.params)
 
 
 def run(b: FastBuild, inputs: np.ndarray, timeout_cycles: int = 2_000_000) -> list[dict]:

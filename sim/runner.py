@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,42 @@ def verilator_environ(optimize: bool = False) -> dict[str, str]:
         if shutil.which(tool) is None:
             raise DeepcompError(f"verilator needs '{tool}' to compile the model, and it is not on PATH")
     return {"PATH": path, "VERILATOR_ROOT": str(root), "MAKEFLAGS": " ".join(f for f in flags if f)}
+
+
+def build_harness(text: str, harness: Path, top: str, build_dir: Path, name: str, defines: Sequence[str] = (),
+                  args: Sequence[str] = (), what: str = "the design", prefix: str | None = None) -> Path:
+    """Verilate the Verilog ``text`` (top module ``top``) with the C++ main ``harness``; the executable.
+
+    Cached: the build lives in ``build_dir/<prefix or name>-<hash of text and harness>``,
+    so a second build of the same design returns at once. ``defines`` go to
+    the C++ compiler (``-DDC_TOP=V<top>`` and its header are always set),
+    ``args`` to Verilator. Why one function: the board simulator and the fast
+    engine driver build the same way; a failed build is one error line
+    naming its log.
+    """
+    import hashlib
+
+    from compressor.contract.binfmt import atomic_write
+
+    key = hashlib.sha256(text.encode() + harness.read_bytes()).hexdigest()[:12]
+    d = Path(build_dir) / f"{prefix or name}-{key}"
+    exe = d / "obj" / name
+    if exe.is_file():
+        return exe.resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    src = d / f"{top}.v"
+    atomic_write(src, text.encode())
+    cflags = [f"-DDC_TOP=V{top}", f'-DDC_TOP_HEADER=\\"V{top}.h\\"', *defines]
+    cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", "1", *args,
+           "-Wno-fatal", "--top-module", top, "-Mdir", str(d / "obj"), "-o", name,
+           "-CFLAGS", " ".join(cflags), str(src), str(harness)]
+    log = d / "build.log"
+    with open(log, "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
+                           env={**os.environ, **verilator_environ(optimize=True)})
+    if r.returncode != 0 or not exe.is_file():
+        raise DeepcompError(f"verilator build of {what} failed; see {log}")
+    return exe.resolve()
 
 
 def build_component(component, toplevel: str, build_dir: Path | str, *, waves: bool = False,

@@ -6,7 +6,7 @@ against the cycle model's per-PE rule: column k takes ``max(entries, 1)``
 cycles and the whole run costs a constant fill + drain on top of their sum.
 """
 
-from dataclasses import asdict
+
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from compressor.contract.fixedpoint import IntLayer
 from compressor.contract.golden import Timing, decode_rom
 from compressor.contract.rom import build, parse
+from hdl.engine import descriptor_fields
 from hdl.layouts import issue_layout
 from hdl.params import contents, fit
 from hdl.pe import PE
@@ -36,7 +37,7 @@ def pe_run(layer: IntLayer, cols: list[int], acts: list[int], build_dir, max_len
             ptr_odd=c.ptr_odd[0], ptr_flags=c.ptr_flags[0], bias=c.bias[0], codebook=c.codebook,
             symbols=c.symbols)
     w = c.layers[0]
-    cfg = pe.cfg.shape().const(asdict(w)).as_value().value
+    cfg = pe.cfg.shape().const(descriptor_fields(w, p)).as_value().value
     issue = issue_layout(p)
     words = [issue.const({"col": col, "act": act}).as_value().value
              for col, act in zip(cols, acts, strict=True)]
