@@ -1,6 +1,12 @@
-"""CPU baseline for on-board throughput: LeNet-300-100 at batch 1 on this machine.
+"""CPU baseline for on-board throughput: LeNet-300-100 (or LeNet-5) at batch 1 on this machine.
 
     .venv/bin/python benchmarks/cpu_baseline.py [--images 2000]
+    .venv/bin/python benchmarks/cpu_baseline.py --arch lenet5 [--images 2000]   # cpu_baseline_lenet5.json
+
+``--arch lenet5``: PyTorch dense float32 at batch 1 with 1 and with 2 threads
+(the committed benchmarks/results/lenet5_mnist.dcz), beside the engine's
+cycles per image from the golden model at N = 8 (the RTL meets them), so the
+comparison is made in one run.
 
 Times, per image at batch 1: PyTorch dense float32 (the trained architecture
 with the compressed model's weights), PyTorch with the weights as a sparse
@@ -38,11 +44,50 @@ def per_image(fn, xs) -> float:
     return (time.perf_counter() - t0) / len(xs)
 
 
+def lenet5(args) -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from compressor.contract.golden import decode_rom, infer
+    from compressor.contract.rom import load as load_rom
+
+    cm = load(RESULTS / "lenet5_mnist.dcz")
+    imgs = load_dataset("mnist", args.data_dir).test.images[: args.images]
+    model = to_module(cm).eval()
+    xs = [to_tensor(imgs[i : i + 1]) for i in range(len(imgs))]
+    res: dict = {"images": len(imgs), "model": "benchmarks/results/lenet5_mnist.dcz",
+                 "load_average_at_start": list(os.getloadavg())}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            sec = per_image(model, xs)
+        res[f"pytorch_dense_{threads}_threads_us"] = 1e6 * sec
+        res[f"pytorch_dense_{threads}_threads_images_per_s"] = 1 / sec
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = Path(tmp) / "l5.rom"
+        subprocess.run([str(Path(sys.executable).parent / "deepcomp"), "rom", str(RESULTS / "lenet5_mnist.dcz"),
+                        "--pes", "8", "-o", str(rom), "--dataset", "mnist", "--data-dir", str(args.data_dir)],
+                       check=True, capture_output=True)
+        g = infer(decode_rom(load_rom(rom)), imgs[:500].reshape(len(imgs[:500]), -1))
+    cyc = float(g["cycles"].mean())
+    res.update(engine_n8_cycles=cyc, engine_n8_images_per_s_at_50mhz=50e6 / cyc,
+               load_average_at_end=list(os.getloadavg()),
+               command=f".venv/bin/python benchmarks/cpu_baseline.py --arch lenet5 --images {args.images}")
+    (RESULTS / "cpu_baseline_lenet5.json").write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps(res, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--arch", choices=["lenet300", "lenet5"], default="lenet300")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     args = ap.parse_args()
+    if args.arch == "lenet5":
+        lenet5(args)
+        return
     cm = load(RESULTS / "lenet300_mnist.dcz")
     data = load_dataset("mnist", args.data_dir)
     imgs = data.test.images[: args.images]
