@@ -9,9 +9,9 @@ from SPI flash: with a corrupt image in the bench's flash model the device
 powers up *not loaded*, STATUS says BAD_CRC, and the inferences after a LOAD
 over the UART prove the loader wrote every stream word where the engine reads
 it; a second run of the same build with the good image in flash powers up
-loaded and infers as the golden model). ``conv``: the ``bram`` core holding a
-conv net (sim.testnets.conv_nets "odd": 1x1 convolutions, an odd pool, int8
-layers) on the conv engine, the same commands. Every run also sends two INFERs back
+loaded and infers as the golden model). ``conv`` (tests/test_board_conv.py):
+the ``bram`` core holding a conv net (sim.testnets.conv_nets "odd": 1x1
+convolutions, an odd pool, int8 layers) on the conv engine, the same commands. Every run also sends two INFERs back
 to back (the host's pipelining): the second image arrives while the engine
 computes the first and waits in the receive FIFO.
 """
@@ -54,17 +54,25 @@ def _net(variant: str, seed: int) -> list:
     return conv_nets(rng)["odd"] if variant == "conv" else extreme_net(rng)
 
 
-@pytest.fixture(scope="module", params=["bram", "spram", "conv"])
+@pytest.fixture(scope="module", params=["bram", "spram"])
 def board_run(request, tmp_path_factory):
+    return run_board(request.param, tmp_path_factory)
+
+
+def run_board(variant: str, tmp_path_factory) -> tuple:
+    """Build the board core for ``variant`` (bram, spram, conv), run every command; replies and references.
+
+    (tests/test_board_conv.py runs the conv variant: a file of its own, so the test
+    workers can build it beside these.)"""
     from boards.device import BoardCore, Boot
     from hdl.params import fit
     from sim.runner import build_component, run_bench
 
-    spram = request.param == "spram"
+    spram = variant == "spram"
 
     rng = np.random.default_rng(1234)
-    image = build(_net(request.param, 1234), 2)
-    other = build(_net(request.param, 7), 2)  # a valid image of another model
+    image = build(_net(variant, 1234), 2)
+    other = build(_net(variant, 7), 2)  # a valid image of another model
     bad = bytearray(image)
     bad[40] ^= 1
     x = rng.integers(0, 256, (5, parse(image).input_size))
@@ -106,7 +114,7 @@ def board_run(request, tmp_path_factory):
                       ("infer", cmd_infer(x[4]), ilen)]
         replies["booted"] = run(boot_steps, image, "boot")
     ref = infer(decode_rom(parse(image)), x)
-    if request.param == "conv":
+    if variant == "conv":
         assert b.verilog.read_text().count("pmax") > 0  # the conv engine (pool memories) was built
     return replies, ref, image, spram
 
