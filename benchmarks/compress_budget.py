@@ -1,7 +1,7 @@
 """Compress to an accuracy budget on MNIST: ``deepcomp compress --max-loss`` and nothing else.
 
     .venv/bin/python benchmarks/compress_budget.py --arch lenet300 [--max-loss 0.7] [--data-dir D]
-    .venv/bin/python benchmarks/compress_budget.py --arch lenet5 [--max-loss 0.2]
+    .venv/bin/python benchmarks/compress_budget.py --arch lenet5 [--max-loss 0.3]
 
 Run it with ``OMP_NUM_THREADS=1`` on a loaded machine: two torch threads
 competing with other jobs on 2 cores ran LeNet-300-100 12x slower here (the
@@ -31,7 +31,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEEPCOMP = str(Path(sys.executable).with_name("deepcomp"))
 DENSE = {"lenet300": ["--epochs", "40", "--lr", "0.05", "--augment", "2"],  # as compress_mnist.SETTINGS
          "lenet5": ["--epochs", "15", "--lr", "0.05", "--augment", "2"]}
-MAX_LOSS = {"lenet300": 0.7, "lenet5": 0.2}  # the user's choice (the committed results were made with these)
+MAX_LOSS = {"lenet300": 0.7, "lenet5": 0.3}  # the user's choice (the committed results were made with these)
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
