@@ -30,6 +30,7 @@ from .timing import (
     CYCLE_CHUNK,
     Timing,
     conv_layer_cycles,
+    fc_tail,
     layer_cycles,
     scan_cycles,
     scan_cycles_batch,
@@ -168,7 +169,6 @@ def infer(layers: list[DecodedLayer], acts: np.ndarray, timing: Timing | None = 
                     padded[:, gather], d.entries, il.rows, timing)
             continue
         done, ideal = scan_cycles_batch(inputs[li][:k], d.entries, timing, timing.setup)
-        tail = -(-il.rows // n_pes) + timing.requant_latency if il.relu else il.rows + timing.readout_latency
-        per[:, li], per_ideal[:, li] = done + tail, ideal
+        per[:, li], per_ideal[:, li] = done + fc_tail(il.rows, n_pes, il.relu, timing), ideal
     return {"logits": logits, "pred": logits.argmax(axis=1), "cycles": per.sum(axis=1),
             "ideal": per_ideal.sum(axis=1), "layer_cycles": per, "layer_ideal": per_ideal}

@@ -131,13 +131,18 @@ def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, sta
     return np.maximum(t, end.max(axis=1, initial=0) + timing.drain), ideal
 
 
+def fc_tail(rows: int, n: int, relu: bool, timing: Timing) -> int:
+    """Cycles of an fc layer's tail: the PEs' lock-step requantization, or the last layer's read-out."""
+    return -(-rows // n) + timing.requant_latency if relu else rows + timing.readout_latency
+
+
 def layer_cycles(acts: np.ndarray, entries: np.ndarray, rows: int, relu: bool,
                  timing: Timing) -> tuple[int, int]:
     """(cycles, ideal cycles) of one fully connected layer for one input vector ``acts``:
     setup, the scan (:func:`scan_cycles`) and the tail."""
     n = entries.shape[1]
     done, ideal = scan_cycles(acts, entries, timing, timing.setup)
-    tail = -(-rows // n) + timing.requant_latency if relu else rows + timing.readout_latency
+    tail = fc_tail(rows, n, relu, timing)
     return done + tail, ideal
 
 
