@@ -65,7 +65,7 @@ class BudgetConfig:
     retrain: FitConfig = field(default_factory=lambda: FitConfig(lr=0.01))
     finetune: FitConfig = field(default_factory=lambda: FitConfig(epochs=4, lr=1e-4, optimizer="adam",
                                                                   weight_decay=0.0))
-    epochs_per_step: int = 4
+    epochs_per_step: int = 2  # one retraining round; a step over the limit gets more (see _recover)
     final_epochs: int = 8
     init: str = "linear"
     seed: int = 0
@@ -150,7 +150,9 @@ def config_from_args(args: argparse.Namespace, dense_meta: dict) -> BudgetConfig
         retrain=FitConfig(lr=args.lr, augment=augment),
         finetune=FitConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, optimizer="adam",
                            weight_decay=0.0, augment=augment),
-        epochs_per_step=args.prune_epochs, final_epochs=args.final_epochs, init=args.init, seed=args.seed)
+        init=args.init, seed=args.seed,
+        **{k: v for k, v in (("epochs_per_step", args.prune_epochs), ("final_epochs", args.final_epochs))
+           if v is not None})
 
 
 def compress_to_budget(model: nn.Module, arch: str, data: Dataset, cfg: BudgetConfig) -> tuple[CompressedModel, dict]:
@@ -302,18 +304,21 @@ def prune_search(ops: SearchOps, curves: list[Curve], limit: float, cfg: BudgetC
 
 
 def _recover(ops: SearchOps, limit: float, cfg: BudgetConfig, step: int) -> tuple[float, int]:
-    """Retrain a pruned step and check it; over ``limit``, up to ``cfg.patience`` more rounds while it improves.
+    """Retrain a pruned step and check it; over ``limit``, up to ``cfg.patience`` more rounds while it can pass.
 
-    Why: a check after a few epochs is pessimistic (the hand-tuned runs
+    Why rounds: a check after a few epochs is pessimistic (the hand-tuned runs
     retrain 40 epochs at the end), and undoing a step that only needed more
-    training stops the search early. A round that does not lower the error
-    ends the attempt: that step really is too deep.
+    training stops the search early; yet most steps pass after one short
+    round, and the rejected ones are where the search spends its time. So a
+    round ends the attempt when it did not lower the error, or when the gap
+    still left to ``limit`` exceeds what the round just gained: each round
+    gains less than the one before, so such a step would not pass.
     """
-    rounds, e = 0, float("inf")
+    rounds, e = 0, ops.error()  # the error straight after pruning: what the first round recovers from
     while rounds <= cfg.patience:
         ops.retrain(cfg.epochs_per_step, cfg.seed + 1 + step + 1000 * rounds, f"retrain {step + 1}.{rounds}")
         rounds, before, e = rounds + 1, e, ops.error()
-        if e <= limit or e >= before:
+        if e <= limit or e - limit > before - e:
             break
     return e, rounds
 
