@@ -65,7 +65,7 @@ class BudgetConfig:
     retrain: FitConfig = field(default_factory=lambda: FitConfig(lr=0.01))
     finetune: FitConfig = field(default_factory=lambda: FitConfig(epochs=4, lr=1e-4, optimizer="adam",
                                                                   weight_decay=0.0))
-    epochs_per_step: int = 2  # one retraining round; a step over the limit gets more (see _recover)
+    epochs_per_step: int = 4  # one retraining round; a step over the limit may get more (see _recover)
     final_epochs: int = 8
     init: str = "linear"
     seed: int = 0
@@ -150,9 +150,7 @@ def config_from_args(args: argparse.Namespace, dense_meta: dict) -> BudgetConfig
         retrain=FitConfig(lr=args.lr, augment=augment),
         finetune=FitConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, optimizer="adam",
                            weight_decay=0.0, augment=augment),
-        init=args.init, seed=args.seed,
-        **{k: v for k, v in (("epochs_per_step", args.prune_epochs), ("final_epochs", args.final_epochs))
-           if v is not None})
+        epochs_per_step=args.prune_epochs, final_epochs=args.final_epochs, init=args.init, seed=args.seed)
 
 
 def compress_to_budget(model: nn.Module, arch: str, data: Dataset, cfg: BudgetConfig) -> tuple[CompressedModel, dict]:
@@ -250,10 +248,13 @@ def prune_search(ops: SearchOps, curves: list[Curve], limit: float, cfg: BudgetC
     Why steps with back-off instead of one allocation: the curves are measured
     without retraining, which recovers much of the loss, so how far a network
     can go is only known by trying. Each accepted step is the new starting
-    point; a failed one is undone (weights and masks) and retried at half the cut.
+    point; a failed one is undone (weights and masks) and retried at the square root of its cut.
     Why series: a series ends with the final retraining, which lowers the
     error below what the short checks measured; the next series spends that
-    recovered slack, and a series that accepts no step ends the search.
+    recovered slack, and a series that accepts no step ends the search. A
+    later series starts at a gentler cut (0.5, then 0.71: the final retraining
+    recovers only part of a step's worth of slack, and a first step at 0.5
+    that fails costs a whole retraining).
     """
     model, masks = ops.model, ops.masks
     sizes = {c.name: c.size for c in curves}
@@ -261,7 +262,7 @@ def prune_search(ops: SearchOps, curves: list[Curve], limit: float, cfg: BudgetC
     err, steps, i = ops.error(), [], 0
     bar = tqdm(total=cfg.max_steps, desc="prune", unit="step", leave=False)
     for series in range(cfg.series):
-        accepted, cut = 0, cfg.cut
+        accepted, cut = 0, cfg.cut ** (1 / (1 + series))
         while i < cfg.max_steps:
             now = masks.density()
             target = cut * estimated_bytes(sizes, now)

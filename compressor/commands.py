@@ -90,9 +90,6 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-PRUNE_EPOCHS, FINAL_EPOCHS = 4, 8  # the hand-tuned schedule's defaults (benchmarks/compress_mnist.py)
-
-
 def add_compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="dense .pt from 'deepcomp train'")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .dcz")
@@ -101,12 +98,8 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--density", type=DENSITIES, help="fraction of weights kept per layer, e.g. 0.08,0.09,0.26")
     g.add_argument("--quality", type=bounded(float, 0, above=True), help="threshold = quality x std of each layer (instead of --density)")
     g.add_argument("--prune-steps", type=bounded(int, 1, 1000), default=4, help="steps from dense to the final density")
-    g.add_argument("--prune-epochs", type=COUNT,
-                   help=f"retraining epochs per step (default {PRUNE_EPOCHS}; with --max-loss the search's "
-                        "own, shorter rounds: compressor/budget.py)")
-    g.add_argument("--final-epochs", type=COUNT,
-                   help=f"retraining epochs after the last step (default {FINAL_EPOCHS}; with --max-loss the "
-                        "search's own)")
+    g.add_argument("--prune-epochs", type=COUNT, default=4, help="retraining epochs per step")
+    g.add_argument("--final-epochs", type=COUNT, default=8, help="retraining epochs after the last step")
     g.add_argument("--lr", type=RATE, default=0.01, help="retraining learning rate")
     q = p.add_argument_group("quantization and coding")
     q.add_argument("--bits", type=listed(bounded(int, 1, 8)), help="weight index bits per layer (default 8 conv, 5 fc)")
@@ -173,8 +166,6 @@ def _compress(args: argparse.Namespace) -> int:
             raise DeepcompError("--resume: the --max-loss search writes no checkpoints to resume from")
         cm, report = compress_to_budget(model, arch, data, config_from_args(args, dense_meta))
         return _write_compressed(args, cm, report, None) if distributed.is_main() else 0
-    args.prune_epochs = PRUNE_EPOCHS if args.prune_epochs is None else args.prune_epochs
-    args.final_epochs = FINAL_EPOCHS if args.final_epochs is None else args.final_epochs
     density = args.density if args.density or args.quality else [0.08, 0.09, 0.26]
     cfg = CompressConfig(
         prune=PruneConfig(density=None if args.quality else density, quality=args.quality,
