@@ -251,10 +251,7 @@ def prune_search(ops: SearchOps, curves: list[Curve], limit: float, cfg: BudgetC
     point; a failed one is undone (weights and masks) and retried at the square root of its cut.
     Why series: a series ends with the final retraining, which lowers the
     error below what the short checks measured; the next series spends that
-    recovered slack, and a series that accepts no step ends the search. A
-    later series starts at a gentler cut (0.5, then 0.71: the final retraining
-    recovers only part of a step's worth of slack, and a first step at 0.5
-    that fails costs a whole retraining).
+    recovered slack, and a series that accepts no step ends the search.
     """
     model, masks = ops.model, ops.masks
     sizes = {c.name: c.size for c in curves}
@@ -262,7 +259,7 @@ def prune_search(ops: SearchOps, curves: list[Curve], limit: float, cfg: BudgetC
     err, steps, i = ops.error(), [], 0
     bar = tqdm(total=cfg.max_steps, desc="prune", unit="step", leave=False)
     for series in range(cfg.series):
-        accepted, cut = 0, cfg.cut ** (1 / (1 + series))
+        accepted, cut = 0, cfg.cut
         while i < cfg.max_steps:
             now = masks.density()
             target = cut * estimated_bytes(sizes, now)
