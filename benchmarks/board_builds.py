@@ -29,11 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-MODEL = RESULTS / "lenet300_mnist.dcz"
-MODELS = {"lenet300": MODEL, "lenet5": RESULTS / "lenet5_mnist.dcz"}
-BIN = Path(sys.executable).parent / "deepcomp"
+from mnist_rom import BIN, MODELS, RESULTS, ROOT, make_rom
+
+MODEL = MODELS["lenet300"]
 DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
 
@@ -52,8 +50,7 @@ def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int) -> dict:
 def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1, max_len: int = 12,
         model: Path = MODEL) -> dict:
     rom = out / f"{model.stem}_n{n}_l{max_len}.rom"
-    subprocess.run([BIN, "rom", model, "--pes", str(n), "-o", rom, "--dataset", "mnist",
-                    "--data-dir", data_dir, "--max-code-len", str(max_len)], check=True, capture_output=True)
+    make_rom(model, n, rom, data_dir, max_len)
     cmd = [BIN, "board", "build", board, "--rom", rom, "--pes", str(n), "-o", out / f"{board}_n{n}",
            "--freq", f"{mhz:g}", "--seed", str(seed), "--json"]
     t0 = time.time()

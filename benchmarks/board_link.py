@@ -28,8 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mnist_rom import MODELS, make_rom  # noqa: E402
+
 BIN = str(Path(sys.executable).with_name("deepcomp"))
-MODEL = ROOT / "benchmarks" / "results" / "lenet300_mnist.dcz"
+MODEL = MODELS["lenet300"]
 OUT = ROOT / "benchmarks" / "results" / "board_link.json"
 BOARDS = {"icebreaker": (1, 4), "ulx3s": (4, 8)}  # PEs, FIFO depth of the build
 
@@ -82,7 +84,7 @@ def main() -> None:
         if args.only and board != args.only:
             continue
         rom = args.work / f"lenet300_n{pes}.rom"
-        run([BIN, "rom", MODEL, "--pes", pes, "-o", rom, "--dataset", "mnist", "--data-dir", args.data_dir])
+        make_rom(MODEL, pes, rom, args.data_dir)
         ref = json.loads(run([BIN, "golden", rom, "--dataset", "mnist", "--data-dir", args.data_dir,
                               "--images", args.images, "--json", "--logits", "--fifo-depth", fifo]).stdout)
         res = {"pes": pes, "fifo_depth": fifo, "baud": args.baud, "images": args.images,

@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from mnist_rom import MODELS, RESULTS, ROOT, make_rom
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-MODEL = RESULTS / "lenet5_mnist.dcz"
-BIN = Path(sys.executable).parent / "deepcomp"
+MODEL = MODELS["lenet5"]
 
 
 def layer_inputs(rom, x: np.ndarray, n: int):
@@ -55,8 +52,7 @@ def measure(n: int, x: np.ndarray, data_dir: Path, work: Path) -> dict:
     from compressor.contract.rom import load
 
     rom_path = work / f"l5_n{n}.rom"
-    subprocess.run([BIN, "rom", MODEL, "--pes", str(n), "-o", rom_path, "--dataset", "mnist",
-                    "--data-dir", data_dir], check=True, capture_output=True)
+    make_rom(MODEL, n, rom_path, data_dir)
     rom = load(rom_path)
     layers, inputs = layer_inputs(rom, x, n)
     g = infer(layers, x, Timing())

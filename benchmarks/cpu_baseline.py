@@ -46,14 +46,14 @@ def per_image(fn, xs) -> float:
 
 def lenet5(args) -> None:
     import os
-    import subprocess
-    import sys
     import tempfile
+
+    from mnist_rom import MODELS, make_rom
 
     from compressor.contract.golden import decode_rom, infer
     from compressor.contract.rom import load as load_rom
 
-    cm = load(RESULTS / "lenet5_mnist.dcz")
+    cm = load(MODELS["lenet5"])
     imgs = load_dataset("mnist", args.data_dir).test.images[: args.images]
     model = to_module(cm).eval()
     xs = [to_tensor(imgs[i : i + 1]) for i in range(len(imgs))]
@@ -67,10 +67,9 @@ def lenet5(args) -> None:
         res[f"pytorch_dense_{threads}_threads_images_per_s"] = 1 / sec
     with tempfile.TemporaryDirectory() as tmp:
         rom = Path(tmp) / "l5.rom"
-        subprocess.run([str(Path(sys.executable).parent / "deepcomp"), "rom", str(RESULTS / "lenet5_mnist.dcz"),
-                        "--pes", "8", "-o", str(rom), "--dataset", "mnist", "--data-dir", str(args.data_dir)],
-                       check=True, capture_output=True)
-        g = infer(decode_rom(load_rom(rom)), imgs[:500].reshape(len(imgs[:500]), -1))
+        make_rom(MODELS["lenet5"], 8, rom, args.data_dir)
+        first = imgs[:500]
+        g = infer(decode_rom(load_rom(rom)), first.reshape(len(first), -1))
     cyc = float(g["cycles"].mean())
     res.update(engine_n8_cycles=cyc, engine_n8_images_per_s_at_50mhz=50e6 / cyc,
                load_average_at_end=list(os.getloadavg()),

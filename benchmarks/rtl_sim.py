@@ -35,27 +35,15 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from mnist_rom import MODELS, RESULTS, ROOT, make_rom
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-MODELS = {"lenet300": RESULTS / "lenet300_mnist.dcz", "lenet5": RESULTS / "lenet5_mnist.dcz"}
 MODEL = MODELS["lenet300"]
-BIN = Path(sys.executable).parent / "deepcomp"
-
-
-def make_rom(n: int, out: Path, data_dir: Path, model: Path = MODEL) -> tuple[Path, str]:
-    cmd = [str(BIN), "rom", str(model.relative_to(ROOT)), "--pes", str(n), "-o", str(out),
-           "--dataset", "mnist", "--data-dir", str(data_dir)]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-    shown = [".venv/bin/deepcomp", *cmd[1:6], f"rom_n{n}.bin", *cmd[7:]]
-    return out, " ".join(shlex.quote(c) for c in shown)
 
 
 def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, workdir: Path,
@@ -67,7 +55,8 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
     from sim import engine_fast, engine_sim
     from sim.cli import compare
 
-    rom_path, rom_cmd = make_rom(n, workdir / f"rom_n{n}.bin", data_dir, model)
+    rom_path = workdir / f"rom_n{n}.bin"
+    rom_cmd = make_rom(model, n, rom_path, data_dir)
     raw = rom_path.read_bytes()
     rom = parse(raw, str(rom_path))
     data = load_dataset("mnist", data_dir)

@@ -6,8 +6,6 @@ against the cycle model's per-PE rule: column k takes ``max(entries, 1)``
 cycles and the whole run costs a constant fill + drain on top of their sum.
 """
 
-
-
 import numpy as np
 import pytest
 
