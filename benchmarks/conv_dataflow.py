@@ -18,6 +18,18 @@ each N (`deepcomp rom`), on the first K MNIST test images:
   column where any of the N positions has a non-zero activation; then each
   PE's R accumulators are read out (R cycles). Pipeline latencies are left
   out, so the model favours (b).
+* **(c), modelled on paper**: PEs own output positions *and* decode for
+  themselves: every PE holds the whole layer (all R rows) and runs its own
+  positions as a one-PE fc layer over its patch, decoding only its own
+  non-zero activations' columns (``max(entries, 1)`` cycles each, fillers
+  included), then reads out its R rows. Pool windows (4 consecutive positions
+  in the engine's order) or, without a pool, positions go to PE ``w mod N``;
+  the layer ends when the busiest PE does (``c_``) or, lock-step, each round
+  of N windows when its slowest PE does (``c_lockstep_``: the round's N
+  results are then one N-byte word for every PE's copy of the next map). Pipeline latencies are left out
+  here too; the cost is memory: the layer's streams (``stream_bytes`` of
+  the N = 1 layout) and its input map (``c_map_bytes`` for all N copies)
+  once per PE.
 
 Writes benchmarks/results/conv_dataflow.json.
 """
@@ -47,6 +59,30 @@ def layer_inputs(rom, x: np.ndarray, n: int):
     return layers, inputs
 
 
+def dataflow_c(patches: np.ndarray, col_entries: np.ndarray, rows: int, window: int, n: int) -> np.ndarray:
+    """Cycles of dataflow (c) per image: each PE decodes its own positions' non-zero columns (all rows).
+
+    ``patches``: (images, positions, cols) non-zero masks in the engine's position order;
+    positions are dealt to the PEs a pool window (``window`` consecutive positions) at a time,
+    window ``r * N + q`` to PE q. Returns (free-running: the busiest PE's total; lock-step:
+    every round of N windows waits for its slowest PE, which lets the N results of a round be
+    written as one N-byte word into every PE's copy of the next map).
+    """
+    work = (patches * np.maximum(col_entries, 1)[None, None, :]).sum(axis=2) + rows  # (images, positions)
+    k, pos = work.shape
+    wins = -(-pos // window)
+    work = np.pad(work, ((0, 0), (0, wins * window - pos))).reshape(k, wins, window).sum(axis=2)
+    rounds = -(-wins // n)
+    work = np.pad(work, ((0, 0), (0, rounds * n - wins))).reshape(k, rounds, n)  # window r * n + q -> PE q
+    return work.sum(axis=1).max(axis=1), work.max(axis=2).sum(axis=1)
+
+
+def stream_bytes(rom, li: int) -> int:
+    """Bytes of layer ``li``'s weight streams over all PE regions (what (c) keeps once per PE)."""
+    layer = rom.layers[li]
+    return int(-(-int((layer.ptr[-1] - layer.ptr[0]).sum()) // 8))
+
+
 def measure(n: int, x: np.ndarray, data_dir: Path, work: Path) -> dict:
     from compressor.contract.golden import Timing, infer
     from compressor.contract.rom import load
@@ -72,6 +108,7 @@ def measure(n: int, x: np.ndarray, data_dir: Path, work: Path) -> dict:
         pad = np.zeros((len(x), groups * n - pos, patches.shape[2]), dtype=bool)
         union = np.concatenate([patches, pad], axis=1).reshape(len(x), groups, n, -1).any(axis=2)
         b_cycles = (union * np.maximum(col_entries, 1)[None, None, :]).sum(axis=(1, 2)) + groups * il.rows
+        c_cycles, c_lock = dataflow_c(patches, col_entries, il.rows, il.conv.pool ** 2, n)
         a_cycles = g["layer_cycles"][:, li]
         bound = eff / n
         out["layers"][f"conv{li + 1}"] = {
@@ -80,6 +117,12 @@ def measure(n: int, x: np.ndarray, data_dir: Path, work: Path) -> dict:
             "multiplier_bound": float(bound.mean()), "effective_macs": float(eff.mean()),
             "a_utilisation": float(bound.sum() / a_cycles.sum()),
             "b_utilisation_model": float(bound.sum() / b_cycles.sum()),
+            "c_cycles_model": float(c_cycles.mean()),
+            "c_utilisation_model": float(bound.sum() / c_cycles.sum()),
+            "c_lockstep_cycles_model": float(c_lock.mean()),
+            "c_lockstep_utilisation_model": float(bound.sum() / c_lock.sum()),
+            "stream_bytes": stream_bytes(rom, li),
+            "c_map_bytes": n * int(il.conv.in_h * il.conv.in_w * il.conv.in_c),
             "golden_ideal": float(g["layer_ideal"][:, li].mean())}
     return out
 
