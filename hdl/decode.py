@@ -14,10 +14,10 @@ Pipeline (``D`` = decode cycle)::
 Latency: 2 cycles from decode to ``sym``. A column starts (``col.pop``) in
 the cycle the decoder is idle and its first code is decodable, and takes
 ``max(entries, 1)`` cycles (an empty column is popped without decoding). A
-corrupt code is flagged into ``status.error`` at the end of D (no length,
-crosses the column end), of D+1 (symbol index out of range) or of D+2
-(``sym.bad_row`` from the MAC); it is sticky until ``clear`` and stops the
-decoder. ``status.busy``: columns queued (``col.pending``), mid-column, or a pop
+corrupt code is registered at the end of D (no length, crosses the column
+end), of D+1 (symbol index out of range) or of D+2 (``sym.bad_row`` from the
+MAC) and sets ``status.error`` one cycle later; the error is sticky until
+``clear`` and stops the decoder. ``status.busy``: columns queued (``col.pending``), mid-column, or a pop
 / decode of the last 4 cycles still in the index stage or the MAC's three
 stages (D+1 .. D+4, the cycle model's drain 4): the PE's status.
 
@@ -96,6 +96,7 @@ class Decode(wiring.Component):
         # `go`: a symbol is wanted and enough bits are held for it (registers and the FIFO head
         # only, defined below): the decode loop is comparators -> one-hot length -> shift
         go = Signal()
+        fault = Signal()  # a corrupt code, symbol or row seen last cycle (see the error flag below)
         nonmono = (lt & ~(lt >> 1))[: L - 1].any() if L > 1 else Const(0)
         bad_code = go & (~lt[L - 1] | nonmono)  # no length matches (bits below the held are 0)
         length = Signal(range(L + 1))
@@ -139,10 +140,19 @@ class Decode(wiring.Component):
         with m.If(pop):
             m.d.sync += cur_act.eq(hd.act)
         rem_next = Signal(p.ptr_width)
-        m.d.comb += rem_next.eq(dec_rem - length)
+        if p.ptr_width > 5:
+            # rem - length with the borrow chain cut at bit 5 (length <= 16): the low bits
+            # subtract, the upper bits are dec_rem's or, on a borrow, those minus one, computed
+            # from registers and the FIFO head beside the comparators (the full-width chain after
+            # the one-hot length was the iCE40's critical path)
+            lo_diff, hi_m1 = Signal(6), Signal(p.ptr_width - 5)
+            m.d.comb += [lo_diff.eq(dec_rem[:5] - length), hi_m1.eq(dec_rem[5:] - 1),
+                         rem_next.eq(Cat(lo_diff[:5], Mux(lo_diff[5], hi_m1, dec_rem[5:])))]
+        else:
+            m.d.comb += rem_next.eq(dec_rem - length)
         with m.If(go):
             m.d.sync += [rem.eq(rem_next), rem_short.eq(next_short), active.eq(~col_ends)]
-        with m.If(stall):
+        with m.If(stall & ~fault):  # (after a corrupt code the buffer is cleared: not a starve)
             m.d.sync += self.status.starve.eq(1)
 
         # --- stage 1: symbol index (selected code bits + offset), range check, symbol read --
@@ -166,11 +176,18 @@ class Decode(wiring.Component):
         # PE busy until its slot has left the 4-stage pipeline behind the loop (the drain)
         t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [t1.eq(go | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
-        m.d.comb += self.status.busy.eq(self.col.pending | active | t1 | t2 | t3 | t4)
-        with m.If(bad_code | cross | idx_err | self.sym.bad_row | (start_col & hd.bad)):
+        # a corrupt code, symbol index or row is registered first and makes the error sticky a
+        # cycle later: the error flag's enable sat at the end of the decode loop (iCE40) and of
+        # the MAC's row check (ECP5). The PE stays busy meanwhile, so the sequencer sees the
+        # error before it can leave the column phase; whatever is decoded in between is
+        # discarded with the abort
+        m.d.sync += fault.eq(bad_code | cross | idx_err | self.sym.bad_row | (start_col & hd.bad))
+        m.d.comb += self.status.busy.eq(self.col.pending | active | t1 | t2 | t3 | t4 | fault)
+        with m.If(fault):
             m.d.sync += error.eq(1)
 
         with m.If(self.clear):
             m.d.sync += [cnt.eq(0), buf.eq(0), active.eq(0), s1_valid.eq(0), s2_valid.eq(0),
-                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0), error.eq(0), self.status.starve.eq(0)]
+                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0), fault.eq(0), error.eq(0),
+                         self.status.starve.eq(0)]
         return m

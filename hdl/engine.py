@@ -20,8 +20,9 @@ first setup cycle of layer 0 to the last argmax compare):
   the next layer's first two setup cycles, before the broadcaster reads
   group 0 (setup cycles 3-4).
 * **tail**, last layer: rows ``r = 0 .. R-1`` one per cycle (PE ``r mod N``,
-  local row ``r div N``), running argmax (a strictly greater logit replaces
-  the best, so the lowest index wins ties); ``R + 1`` cycles.
+  local row ``r div N``), running argmax two cycles after each read (the
+  sum is registered, then compared: a strictly greater logit replaces the
+  best, so the lowest index wins ties); ``R + 2`` cycles.
 * **result** (not counted): ``o_res`` beats ``{data, last}``: status
   (``class | error << 16``), cycles, then the ``R`` logits (int32), reading
   the accumulators again and clearing them. After an error: status and
@@ -93,8 +94,6 @@ class Sequencer(wiring.Component):
             "tail_addr": Out(range(max(2, p.acc_depth))),
             "tail_clear": Out(n),
             "tail_sum": In(data.ArrayLayout(signed(32), n)),
-            "tail_best": Out(signed(32)),
-            "tail_gt": In(n),
             "rq_en": Out(n),
             "rq_tag": Out(self.aw),
             "ld_en": Out(n),
@@ -164,13 +163,13 @@ class Sequencer(wiring.Component):
                 with m.Case(q):
                     m.d.comb += sel_sum.eq(sums[q])
 
-        # running argmax (one cycle after the read): every PE compares its sum with the best
-        # (tail_gt, next to its memories) and the sequencer selects the one-bit result
-        better = Signal()
-        m.d.comb += [self.tail_best.eq(best), better.eq(self.tail_gt.bit_select(ro_sel, 1))]
-        m.d.sync += ro_valid.eq(0)
-        with m.If(ro_valid & ((ro_row == 0) | better)):
-            m.d.sync += [best.eq(sel_sum), best_idx.eq(ro_row)]
+        # running argmax, two cycles after the read: the selected PE's sum is registered first
+        # (block RAM clock-to-out, bias adder and the N-way select were the ECP5's critical path
+        # when the compare followed them in the same cycle), then compared with the best
+        ro2_valid, ro2_row, ro2_sum = Signal(), Signal(16), Signal(signed(32))
+        m.d.sync += [ro_valid.eq(0), ro2_valid.eq(ro_valid), ro2_row.eq(ro_row), ro2_sum.eq(sel_sum)]
+        with m.If(ro2_valid & ((ro2_row == 0) | (ro2_sum > best))):
+            m.d.sync += [best.eq(ro2_sum), best_idx.eq(ro2_row)]
 
         def next_row():
             """Advance (tq, ti, rbase, r) to the next row in read-out order r = ti * N + tq."""
@@ -180,8 +179,14 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += tq.eq(tq + 1)
 
+        # `rows_left` = rbase < rows, kept in a register: the compare used to sit in front of the
+        # tail's read enable and the PEs' bias address adder (the iCE40's critical path). The
+        # tail address is ti in every state that reads or clears (wiring, no mux)
+        rows_left = Signal()
+        m.d.comb += self.tail_addr.eq(ti)
+
         def reset_rows():
-            m.d.sync += [tq.eq(0), ti.eq(0), rbase.eq(0), r.eq(0)]
+            m.d.sync += [tq.eq(0), ti.eq(0), rbase.eq(0), r.eq(0), rows_left.eq(cfg.rows != 0)]
 
         conv = p.conv
         out_word = Signal(self.aw)  # conv engine: where the tail's rows go (word of local row 0)
@@ -303,11 +308,11 @@ class Sequencer(wiring.Component):
                         m.next = "TAIL_RO"
             with m.State("TAIL_RQ"):
                 m.d.comb += self.running.eq(1)
-                with m.If(rbase < cfg.rows):
-                    m.d.comb += [self.tail_rd.eq(1), self.tail_addr.eq(ti),
-                                 self.tail_clear.eq((1 << n) - 1)]
+                with m.If(rows_left):
+                    m.d.comb += [self.tail_rd.eq(1), self.tail_clear.eq((1 << n) - 1)]
                     m.d.sync += [self.rq_en.eq(Cat(*[rbase + q < cfg.rows for q in range(n)])),
-                                 self.rq_tag.eq(ti), ti.eq(ti + 1), rbase.eq(rbase + n)]
+                                 self.rq_tag.eq(ti), ti.eq(ti + 1), rbase.eq(rbase + n),
+                                 rows_left.eq(rbase + n < cfg.rows)]
                     if conv:  # a conv layer also writes its padded channels (zeros: no weights, no bias)
                         with m.If(cfg.conv):
                             m.d.sync += self.rq_en.eq((1 << n) - 1)
@@ -328,12 +333,15 @@ class Sequencer(wiring.Component):
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "SETUP0"
             with m.State("TAIL_RO"):
-                m.d.comb += [self.running.eq(1), self.tail_rd.eq(1), self.tail_addr.eq(ti)]
+                m.d.comb += [self.running.eq(1), self.tail_rd.eq(1)]
                 m.d.sync += [ro_valid.eq(1), ro_sel.eq(tq), ro_row.eq(r)]
                 next_row()
                 with m.If(r + 1 >= cfg.rows):
                     m.next = "TAIL_RO_LAST"
-            with m.State("TAIL_RO_LAST"):
+            with m.State("TAIL_RO_LAST"):  # the last row's sum is registered
+                m.d.comb += self.running.eq(1)
+                m.next = "TAIL_RO_CMP"
+            with m.State("TAIL_RO_CMP"):  # ... and compared
                 m.d.comb += self.running.eq(1)
                 reset_rows()
                 m.next = "OUT_STATUS"
@@ -342,7 +350,7 @@ class Sequencer(wiring.Component):
                 reset_rows()
                 m.next = "ERR_CLEAR"
             with m.State("ERR_CLEAR"):
-                m.d.comb += [self.tail_addr.eq(ti), self.tail_clear.eq((1 << n) - 1)]
+                m.d.comb += self.tail_clear.eq((1 << n) - 1)
                 m.d.sync += ti.eq(ti + 1)
                 with m.If(ti == max(2, p.acc_depth) - 1):
                     reset_rows()
@@ -361,7 +369,7 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.next = "OUT_RD"
             with m.State("OUT_RD"):
-                m.d.comb += [self.tail_rd.eq(1), self.tail_addr.eq(ti)]
+                m.d.comb += self.tail_rd.eq(1)
                 for q in range(n):
                     m.d.comb += self.tail_clear[q].eq(tq == q)
                 m.d.sync += ro_sel.eq(tq)

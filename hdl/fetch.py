@@ -15,14 +15,15 @@ switching, docs/hardware.md). It hands the decoder two things:
 Pipeline (``b`` = cycle the issue is accepted)::
 
     b      FIFO counter + 1, pointer rows j, j+1 read (even/odd banks) and the column's flags
-    b+1    queue entry written: {act, first window's bank addresses, skip, length, flags};
+    b+1    the pointer rows and flags registered (off the block RAMs' clock-to-out)
+    b+2    queue entry written: {act, first window's bank addresses, skip, length, flags};
            when the fetcher has caught up, the first 32-bit read goes out now (bypass)
     t      a fetch: words w, w+1 read from the even/odd stream banks
     t+1    stage A: the window aligned (skip dropped, bits past the segment cleared), registered
     t+2    stage B: placed behind the held bits on ``bits`` (the decoder merges it this cycle)
-    b+4    ``col.valid`` for the entry (``landed`` = the fetcher's FIFO index delayed two cycles)
+    b+5    ``col.valid`` for the entry (``landed`` = the fetcher's FIFO index delayed two cycles)
 
-Latency: issue -> ``col.valid`` 4 cycles (when the fetcher has caught up);
+Latency: issue -> ``col.valid`` 5 cycles (when the fetcher has caught up);
 fetch -> ``bits`` 2 cycles, decodable the cycle after. ``issue.ready`` is
 ``count < 8`` where ``count`` rises on an issue and falls on a pop, so a slot
 freed in cycle s is usable in s + 1.
@@ -131,12 +132,18 @@ class Fetch(wiring.Component):
         g = Signal(range(2 * p.ptr_rows + 2))
         m.d.comb += [g.eq(cfg.ptr_base + self.issue.payload.col),
                      pe_rd.addr.eq((g + 1) >> 1), po_rd.addr.eq(g >> 1), pf_rd.addr.eq(g)]
+        rd_valid, rd_odd, rd_act = Signal(), Signal(), Signal(8)
+        m.d.sync += [rd_valid.eq(issued), rd_odd.eq(g[0]), rd_act.eq(self.issue.payload.act)]
+        # b+1: the pointer rows registered as they leave the memories, so the digest below does
+        # not hang off the block RAMs' clock-to-out (it was the iCE40's critical path)
         ptr_valid, ptr_odd, ptr_act = Signal(), Signal(), Signal(8)
-        m.d.sync += [ptr_valid.eq(issued), ptr_odd.eq(g[0]), ptr_act.eq(self.issue.payload.act)]
-        # b+1: digest the segment for the fetcher and the decoder (off their paths)
+        ptr_e, ptr_o, ptr_f = Signal(p.ptr_width), Signal(p.ptr_width), Signal(2)
+        m.d.sync += [ptr_valid.eq(rd_valid), ptr_odd.eq(rd_odd), ptr_act.eq(rd_act),
+                     ptr_e.eq(pe_rd.data), ptr_o.eq(po_rd.data), ptr_f.eq(pf_rd.data)]
+        # b+2: digest the segment for the fetcher and the decoder (off their paths)
         seg_start, seg_end = Signal(p.ptr_width), Signal(p.ptr_width)
-        m.d.comb += [seg_start.eq(Mux(ptr_odd, po_rd.data, pe_rd.data)),
-                     seg_end.eq(Mux(ptr_odd, pe_rd.data, po_rd.data))]
+        m.d.comb += [seg_start.eq(Mux(ptr_odd, ptr_o, ptr_e)),
+                     seg_end.eq(Mux(ptr_odd, ptr_e, ptr_o))]
         word0 = seg_start >> 4
         # window ends: bit (word0 + 2) * 16 ends the first 32-bit window, (word0 + 4) * 16 the
         # second; comparisons with `end` run in parallel with `end - start` (no chained carries)
@@ -153,7 +160,7 @@ class Fetch(wiring.Component):
                      dg.act.eq(ptr_act), dg.ea.eq((word0 + 1) >> 1), dg.oa.eq(word0 >> 1),
                      dg.odd.eq(word0[0]), dg.skip.eq(seg_start[:4]), dg.len.eq(seg_len),
                      dg.nb0.eq(nb0), dg.short.eq(seg_len < 16),
-                     dg.empty.eq(pf_rd.data[0]), dg.bad.eq(pf_rd.data[1])]
+                     dg.empty.eq(ptr_f[0]), dg.bad.eq(ptr_f[1])]
         with m.If(ptr_valid):
             m.d.sync += wptr.eq(wptr + 1)
 
@@ -170,7 +177,7 @@ class Fetch(wiring.Component):
         f_nb = Signal(6)  # bits the next fetch of the segment brings: min(left, 32)
         m.d.comb += qf.addr.eq(fidx[:kq])
         # the fetcher has caught up with the FIFO: take the entry being written this cycle
-        # directly, so a column's first fetch goes out at b + 1 (usable at b + 4)
+        # directly, so a column's first fetch goes out at b + 2 (usable at b + 5)
         bypass = ptr_valid & (fidx == wptr)
         has_next = (fidx != wptr) | ptr_valid
         nx = Signal(queue_layout(p))
@@ -226,6 +233,6 @@ class Fetch(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [wptr.eq(0), fidx.eq(0), landed.eq(0), head.eq(0), count.eq(0),
-                         ptr_valid.eq(0), seg_active.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0),
+                         rd_valid.eq(0), ptr_valid.eq(0), seg_active.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0),
                          landed1.eq(0)]
         return m

@@ -124,11 +124,11 @@ def TailSignature(p: EngineParams) -> wiring.Signature:
     """Sequencer -> PE: the accumulator read-out port (tail, argmax, result), seen from the reader.
 
     ``rd``/``addr``: read local row ``addr``; one cycle later ``sum`` =
-    accumulator + bias of that row and ``gt`` = ``sum > best``. ``clear``
-    additionally zeroes that accumulator in the following cycle.
+    accumulator + bias of that row. ``clear`` additionally zeroes that
+    accumulator in the following cycle.
     """
     return wiring.Signature({"rd": Out(1), "addr": Out(range(max(2, p.acc_depth))), "clear": Out(1),
-                             "best": Out(ACC_SHAPE), "sum": In(ACC_SHAPE), "gt": In(1)})
+                             "sum": In(ACC_SHAPE)})
 
 
 def act_word_bits(p: EngineParams) -> int:

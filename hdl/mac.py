@@ -25,7 +25,7 @@ accumulator's read port, so it runs only while no symbols arrive.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
@@ -104,14 +104,6 @@ class MAC(wiring.Component):
         # --- tail: accumulator + bias ---------------------------------------------------------
         m.d.comb += [bias_rd.addr.eq(cfg.bias_base + tail.addr),
                      tail.sum.eq(acc_rd.data.as_signed() + bias_rd.data.as_signed())]
-        # acc + bias > best  <=>  acc + bias + ~best >= 0 (34 bits): carry-save, then one adder
-        ta, tb, tc = Signal(signed(34)), Signal(signed(34)), Signal(signed(34))
-        m.d.comb += [ta.eq(acc_rd.data.as_signed()), tb.eq(bias_rd.data.as_signed()),
-                     tc.eq(~tail.best)]
-        t_sum = ta.as_unsigned() ^ tb.as_unsigned() ^ tc.as_unsigned()
-        t_carry = Cat(Const(0, 1), ((ta & tb) | (ta & tc) | (tb & tc)).as_unsigned()[:33])
-        t_tot = Signal(34)
-        m.d.comb += [t_tot.eq(t_sum + t_carry), tail.gt.eq(~t_tot[33])]
 
         with m.If(self.clear):
             m.d.sync += [s3_valid.eq(0), s4_valid.eq(0)]

@@ -17,20 +17,22 @@ Three blocks, joined with ``wiring.connect`` (named signatures in :mod:`hdl.layo
 Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
 
     b      issue accepted (FIFO counter + 1), pointer rows j, j+1 read (even/odd banks)  [Fetch]
-    b+1    queue entry written: {act, first window's bank addresses, skip, length, flags}
-    b+2    fetcher may issue the segment's first 32-bit read (words w, w+1: even/odd banks);
-           when it has caught up with the FIFO it issues it at b+1 already (bypass)
-    b+3    the read lands in the bit buffer (only the segment's own bits [start, end))
-    b+4    decoder may start the column: pop the FIFO entry (FIFO counter - 1)           [Decode]
+    b+1    the pointer rows registered
+    b+2    queue entry written: {act, first window's bank addresses, skip, length, flags};
+           when the fetcher has caught up with the FIFO it issues the segment's first
+           32-bit read now (bypass; words w, w+1: even/odd banks)
+    b+3    the window aligned (only the segment's own bits [start, end)) and registered
+    b+4    the window lands in the bit buffer
+    b+5    decoder may start the column: pop the FIFO entry (FIFO counter - 1)           [Decode]
     D      decode: top Lmax buffer bits vs. limit[] -> one-hot length; consume it
     D+1    symbol index = selected code bits + offset; range check; symbol memory read
     D+2    symbol -> (z, w), pos, row check, codebook read                               [MAC]
     D+3    product = codebook * act; accumulator read (transparent to the write below)
     D+4    accumulator write
 
-So a column starts at ``max(b + 4, end of the previous column)`` and takes
+So a column starts at ``max(b + 5, end of the previous column)`` and takes
 ``max(entries, 1)`` cycles; the accumulator of its last entry is written 4
-cycles after its last decode cycle (the cycle model's ``issue_latency`` 4 and
+cycles after its last decode cycle (the cycle model's ``issue_latency`` 5 and
 ``drain`` 4). The PE adds no logic of its own: its latency is the blocks'
 (:mod:`hdl.fetch`, :mod:`hdl.decode`, :mod:`hdl.mac`); its ``status`` is the
 decoder's (which sees the FIFO's ``pending`` columns).

@@ -28,7 +28,7 @@ async def run(dut):
     """Issue every column, wait until the PE is idle, read the accumulators back."""
     params = bench_params()
     Clock(dut.clk, 10, unit="ns").start()
-    for sig in ("issue__valid", "clear", "tail__rd", "tail__clear", "tail__addr", "tail__best"):
+    for sig in ("issue__valid", "clear", "tail__rd", "tail__clear", "tail__addr"):
         getattr(dut, sig).value = 0
     dut.cfg.value = params["cfg"]
     dut.rst.value = 1

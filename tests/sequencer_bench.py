@@ -114,8 +114,6 @@ class Bench:
                 ctx.set(seq.pe_error, sum(1 << q for q, e in st["err_at"].items() if t >= e))
                 tail = st["tail"]
                 ctx.set(seq.tail_sum, tail)
-                best = ctx.get(seq.tail_best)
-                ctx.set(seq.tail_gt, sum(1 << q for q in range(n) if tail[q] > best))
                 v = int(bool(beats) and valid(t))
                 ctx.set(seq.i_act.valid, v)
                 ctx.set(seq.i_act.payload, beats[0] if v else 0)

@@ -48,23 +48,23 @@ def test_entry_counts_include_fillers(rng):
 
 
 def test_cycle_model_hand_computed():
-    t = Timing(fifo_depth=2)  # the RTL's latencies (setup 4, issue 4, drain 4, requant 4, readout 2)
-    assert (t.setup, t.issue_latency, t.drain, t.requant_latency, t.readout_latency) == (4, 4, 4, 4, 2)
+    t = Timing(fifo_depth=2)  # the RTL's latencies (setup 4, issue 5, drain 4, requant 4, readout 3)
+    assert (t.setup, t.issue_latency, t.drain, t.requant_latency, t.readout_latency) == (4, 5, 4, 4, 3)
     entries = np.array([[3, 1], [0, 0], [2, 5], [1, 1]])  # 4 columns x 2 PEs
     acts = np.array([7, 0, 9, 4])
     # groups of N=2: g0 = {0 nz, 1 zero} -> 1 issue; g1 = {2, 3} -> 2 issues
-    # issue k=0 (col 0) at t=4: both PEs start at 4+4=8: PE0 [8, 11), PE1 [8, 9)
-    # issue k=1 (col 2) at t=5: PE0 max(9, 11) -> [11, 13), PE1 max(9, 9) -> [9, 14)
+    # issue k=0 (col 0) at t=4: both PEs start at 4+5=9: PE0 [9, 12), PE1 [9, 10)
+    # issue k=1 (col 2) at t=5: PE0 max(10, 12) -> [12, 14), PE1 max(10, 10) -> [10, 15)
     # issue k=2 (col 3) at t=6 but FIFO depth 2: wait for the cycle after column 0 started
-    #   in every PE (8 + 1) -> t=9: PE0 max(13, 13) -> [13, 14), PE1 max(13, 14) -> [14, 15)
-    # scan ends at 10; done = max(10, 15 + drain 4) = 19; requant ceil(5/2) + 4 = 7 -> 26
+    #   in every PE (9 + 1) -> t=10: PE0 max(15, 14) -> [15, 16), PE1 max(15, 15) -> [15, 16)
+    # scan ends at 11; done = max(11, 16 + drain 4) = 20; requant ceil(5/2) + 4 = 7 -> 27
     cycles, ideal = layer_cycles(acts, entries, rows=5, relu=True, timing=t)
     assert ideal == 3 + 5 + 1
-    assert cycles == 26
+    assert cycles == 27
     # all-zero input: setup, scan 2 empty groups, nothing to drain, requant
     assert layer_cycles(np.zeros(4, int), entries, 5, True, t) == (4 + 2 + 7, 0)
     # final layer: one read-out cycle per row (running argmax) + readout latency instead
-    assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5 + 2
+    assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5 + 3
 
 
 def test_hex_and_mem_parse_back_to_same_bytes(rng, tmp_path):

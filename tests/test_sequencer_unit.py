@@ -8,8 +8,8 @@ Its neighbours are behavioural models written here, driven cycle by cycle:
   (both dropped by ``clear``), and accumulators: at ``bc_start`` each layer adds
   the values its tail should read minus the bias, ``tail_sum`` is accumulator +
   bias (at ``cfg.bias_base + tail_addr``) one cycle after ``tail_rd`` and poison
-  otherwise, ``tail_clear`` zeroes the accumulator after the read, ``tail_gt`` is
-  ``tail_sum > tail_best``. A missing clear or a stale read shows up as a wrong value;
+  otherwise, ``tail_clear`` zeroes the accumulator after the read. A missing clear
+  or a stale read shows up as a wrong value;
 * the requantizers are observed: ``rq_en[q]``, ``rq_tag`` and the ``tail_sum`` they take.
 
 Every cycle number below is derived from ``compressor.contract.golden.Timing`` and the block
