@@ -35,14 +35,14 @@ MODEL = MODELS["lenet300"]
 DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
 
-def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int) -> dict:
+def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int, drain: int) -> dict:
     from compressor.contract.data import load_dataset
     from compressor.contract.golden import Timing, decode_rom, infer
     from compressor.contract.rom import load
 
     data = load_dataset("mnist", data_dir)
     x = data.test.images.reshape(len(data.test), -1)
-    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing(fifo_depth=fifo_depth))
+    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing(fifo_depth=fifo_depth, drain=drain))
     return {"images": int(len(x)), "cycles_mean": float(g["cycles"].mean()),
             "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
 
@@ -59,7 +59,7 @@ def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1
         return {"board": board, "n_pes": n, "target_mhz": mhz, "built": False,
                 "error": (r.stderr.strip().splitlines() or ["?"])[-1], "seconds": round(time.time() - t0, 1)}
     rep = json.loads(r.stdout)
-    cyc = golden_cycles(rom, data_dir, rep["fifo_depth"])
+    cyc = golden_cycles(rom, data_dir, rep["fifo_depth"], rep["drain"])
     clock = rep["target_mhz"] if rep["timing_met"] else rep["fmax_mhz"]
     rep.update(built=True, n_pes=n, max_code_len=max_len, model=str(model.relative_to(ROOT)), rom_bytes=rom.stat().st_size, cycles=cyc,
                engine_images_per_s=round(clock * 1e6 / cyc["cycles_mean"]),

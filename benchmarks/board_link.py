@@ -33,7 +33,7 @@ from mnist_rom import MODELS, make_rom  # noqa: E402
 BIN = str(Path(sys.executable).with_name("deepcomp"))
 MODEL = MODELS["lenet300"]
 OUT = ROOT / "benchmarks" / "results" / "board_link.json"
-BOARDS = {"icebreaker": (1, 4), "ulx3s": (4, 8)}  # PEs, FIFO depth of the build
+BOARDS = {"icebreaker": (1, 4, 4), "ulx3s": (4, 8, 6)}  # PEs, FIFO depth and drain of the build
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
@@ -80,13 +80,14 @@ def main() -> None:
     results = json.loads(OUT.read_text())["boards"] if OUT.exists() else {}
     bytes_per_image = 2 + 784
     bound = args.baud / 10 / bytes_per_image
-    for board, (pes, fifo) in BOARDS.items():
+    for board, (pes, fifo, drain) in BOARDS.items():
         if args.only and board != args.only:
             continue
         rom = args.work / f"lenet300_n{pes}.rom"
         make_rom(MODEL, pes, rom, args.data_dir)
         ref = json.loads(run([BIN, "golden", rom, "--dataset", "mnist", "--data-dir", args.data_dir,
-                              "--images", args.images, "--json", "--logits", "--fifo-depth", fifo]).stdout)
+                              "--images", args.images, "--json", "--logits", "--fifo-depth", fifo,
+                              "--drain", drain]).stdout)
         res = {"pes": pes, "fifo_depth": fifo, "baud": args.baud, "images": args.images,
                "link_bound_images_per_s": round(bound, 1)}
         for pipeline in (True, False):

@@ -17,7 +17,8 @@ from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from compressor.contract.errors import DeepcompError
-from hdl.params import FIFO_DEPTH
+from compressor.contract.rom import parse
+from hdl.params import FIFO_DEPTH, fit
 
 from .device import BoardCore
 from .link import DEFAULT_BAUD, uart_divisor
@@ -134,7 +135,7 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
             "target_mhz": top.freq_mhz, "timing_met": fmax is not None and fmax >= top.freq_mhz,
             "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
             "dsp": dsp, "dsp_available": dsp_avail, "uart_divisor": top.divisor, "baud": baud,
-            "rx_buffer": top.core.rx_buffer, "fifo_depth": FIFO_DEPTH,
+            "rx_buffer": top.core.rx_buffer, "fifo_depth": FIFO_DEPTH, "drain": fit(parse(image, "<rom>")).drain,
             "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div,
                     "clkop_div": top.pll.clkop_div, "vco_mhz": top.pll.f_vco_mhz},
             "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

@@ -117,10 +117,14 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
                    help="with --json: also each image's int32 logits and cycle count")
     p.add_argument("--fifo-depth", type=int, choices=(2, 4, 8, 16), default=8,
                    help="the engine's per-PE activation FIFO (the iCEBreaker build uses 4), for the cycle model")
+    p.add_argument("--drain", type=int, choices=(4, 6), default=6,
+                   help="the PE's decode -> accumulator-write pipeline, for the cycle model: 6 with the "
+                        "block RAM outputs registered (the default engine, the ULX3S), 4 without (the iCEBreaker)")
 
 
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
-               logits: bool = False, fifo_depth: int = 8, cycle_images: int | None = None) -> dict:
+               logits: bool = False, fifo_depth: int = 8, cycle_images: int | None = None,
+               drain: int = 6) -> dict:
     """Decode the ROM, run the integer network and the cycle model on test images.
 
     ``cycles`` and ``ideal_cycles`` are means per inference (over the first
@@ -142,7 +146,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")
-    res = infer(layers, x, Timing(fifo_depth=fifo_depth), cycle_images)
+    res = infer(layers, x, Timing(fifo_depth=fifo_depth, drain=drain), cycle_images)
     k = max(len(res["cycles"]), 1)
     return {
         "rom": str(rom_path), "pes": rom.n_pes, "images": int(len(x)),
@@ -159,7 +163,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
 
 def run_golden(args: argparse.Namespace) -> int:
     res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.logits, args.fifo_depth,
-                     args.cycle_images)
+                     args.cycle_images, args.drain)
     k = res["cycle_images"]
     on = "" if k == res["images"] else f" on the first {k} images"
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "

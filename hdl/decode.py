@@ -9,25 +9,27 @@ Pipeline (``D`` = decode cycle)::
     D      the loop: top Lmax buffer bits vs. limit[] -> one-hot length -> shift the buffer;
            column bookkeeping (bits left, column end); a column is popped here (its first code)
     D+1    symbol index = selected code bits + offset[length]; range check; symbol memory read
-    D+2    the symbol on ``sym`` (valid, first, act, sym)
+    D+2    the symbol on ``sym`` (valid, first, act, sym); with ``p.bram_out_regs`` it is
+           registered here instead and on ``sym`` at D+3
 
-Latency: 2 cycles from decode to ``sym``. A column starts (``col.pop``) in
+Latency: 2 cycles from decode to ``sym`` (3 with ``p.bram_out_regs``). A column starts (``col.pop``) in
 the cycle the decoder is idle and its first code is decodable, and takes
 ``max(entries, 1)`` cycles (an empty column is popped without decoding). A
 corrupt code is registered at the end of D (no length, crosses the column
-end), of D+1 (symbol index out of range) or of D+2 (``sym.bad_row`` from the
-MAC) and sets ``status.error`` one cycle later; the error is sticky until
+end), of D+1 (symbol index out of range) or of the MAC's first stage
+(``sym.bad_row``) and sets ``status.error`` one cycle later; the error is sticky until
 ``clear`` and stops the decoder. ``status.busy``: columns queued (``col.pending``), mid-column, or a pop
-/ decode of the last 4 cycles still in the index stage or the MAC's three
-stages (D+1 .. D+4, the cycle model's drain 4): the PE's status.
+/ decode of the last ``p.drain`` cycles still in the pipeline behind the loop
+(D+1 .. D+drain: the cycle model's drain, 4, or 6 with ``p.bram_out_regs``): the PE's status.
 
 **The decode loop** (bit buffer -> code length -> shifted buffer) is the one
 path that cannot be pipelined; everything else hangs off it into registers
 (docs/hardware.md, "The decode loop"): Lmax comparators ``v < limit[l]``
 against registered limits form a thermometer code whose edge is the one-hot
-length; the next buffer is one AND-OR over the Lmax + 1 shifted copies,
-selected by ``~go`` and ``go & first[k]``, where ``go`` (a symbol is wanted and
-enough bits are held) comes from registers and the FIFO head only. The
+length; the next buffer is a barrel shifter over the binary digits of the
+consumed length (zero unless ``go``), whose most significant digit is one
+thermometer bit, where ``go`` (a symbol is wanted and enough bits are held)
+comes from registers and the FIFO head only. The
 landing bits (``bits``) are ORed in before the shift at a position fixed by
 the registered count, so the refill does not depend on this cycle's decode.
 If the buffer ever lacked the bits of a code the decoder would wait and raise
@@ -107,10 +109,14 @@ class Decode(wiring.Component):
         # one AND-OR over the L + 1 shifted copies (0 .. L bits), selected one-hot by `~go` and
         # `go & first[k]` (one LUT each): no separate "shift or hold" mux level. A corrupt code
         # (no length) clears the buffer: `error` stops the PE anyway
-        shift_sel = Signal(L + 1)
-        m.d.comb += shift_sel.eq(Cat(~go, first & go.replicate(L)))
-        m.d.sync += [buf.eq(or_reduce([Mux(shift_sel[k], (merged << k)[:B], 0) for k in range(L + 1)])),
-                     cnt.eq(cnt - consumed + self.bits.nb)]
+        # a barrel shifter over the binary digits of `consumed`, the most significant (from one
+        # thermometer bit: the earliest) first, the least significant (the latest) last: as deep
+        # as one AND-OR over the L + 1 shifted copies, and 200 (ECP5) to 400 (iCE40) LUTs fewer
+        # per PE. A corrupt code (no length) holds the buffer; the error stops the PE
+        shifted = merged
+        for b in reversed(range(len(consumed))):
+            shifted = Mux(consumed[b], (shifted << (1 << b))[:B], shifted)
+        m.d.sync += [buf.eq(shifted), cnt.eq(cnt - consumed + self.bits.nb)]
 
         # --- column bookkeeping (off the loop: into registers) -----------------------------
         dec_rem = Signal(p.ptr_width)
@@ -166,28 +172,35 @@ class Decode(wiring.Component):
         m.d.comb += [idx.eq(s1_top + s1_off), sym_rd.addr.eq(cfg.sym_base + idx)]
         idx_err = s1_valid & (idx >= cfg.n_sym)
 
-        # --- stage 2: the symbol memory's output to the MAC --------------------------------
+        # --- stage 2: the symbol memory's output (to the MAC, or first registered: with
+        # p.bram_out_regs, since its clock-to-out is a third of an ECP5 cycle) -----------------
         s2_valid, s2_first, s2_act = Signal(), Signal(), Signal(8)
         m.d.sync += [s2_valid.eq(s1_valid & ~idx_err), s2_first.eq(s1_first), s2_act.eq(s1_act)]
-        m.d.comb += [self.sym.valid.eq(s2_valid), self.sym.first.eq(s2_first),
-                     self.sym.act.eq(s2_act), self.sym.sym.eq(sym_rd.data)]
+        out_valid, out_first, out_act, out_sym = s2_valid, s2_first, s2_act, sym_rd.data
+        if p.bram_out_regs:
+            out_valid, out_first, out_act, out_sym = Signal(), Signal(), Signal(8), Signal(p.sym_width)
+            m.d.sync += [out_valid.eq(s2_valid), out_first.eq(s2_first), out_act.eq(s2_act),
+                         out_sym.eq(sym_rd.data)]
+        m.d.comb += [self.sym.valid.eq(out_valid), self.sym.first.eq(out_first),
+                     self.sym.act.eq(out_act), self.sym.sym.eq(out_sym)]
 
         # busy tokens: every popped column (empty ones too) and every decoded entry keeps the
-        # PE busy until its slot has left the 4-stage pipeline behind the loop (the drain)
-        t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [t1.eq(go | pop), t2.eq(t1), t3.eq(t2), t4.eq(t3)]
+        # PE busy until its slot has left the pipeline behind the loop, up to the accumulator
+        # write (the drain: p.drain)
+        tok = Signal(p.drain)
+        m.d.sync += tok.eq(Cat(go | pop, tok[:-1]))
         # a corrupt code, symbol index or row is registered first and makes the error sticky a
         # cycle later: the error flag's enable sat at the end of the decode loop (iCE40) and of
         # the MAC's row check (ECP5). The PE stays busy meanwhile, so the sequencer sees the
         # error before it can leave the column phase; whatever is decoded in between is
         # discarded with the abort
         m.d.sync += fault.eq(bad_code | cross | idx_err | self.sym.bad_row | (start_col & hd.bad))
-        m.d.comb += self.status.busy.eq(self.col.pending | active | t1 | t2 | t3 | t4 | fault)
+        m.d.comb += self.status.busy.eq(self.col.pending | active | tok.any() | fault)
         with m.If(fault):
             m.d.sync += error.eq(1)
 
         with m.If(self.clear):
-            m.d.sync += [cnt.eq(0), buf.eq(0), active.eq(0), s1_valid.eq(0), s2_valid.eq(0),
-                         t1.eq(0), t2.eq(0), t3.eq(0), t4.eq(0), fault.eq(0), error.eq(0),
+            m.d.sync += [cnt.eq(0), buf.eq(0), active.eq(0), s1_valid.eq(0), s2_valid.eq(0), out_valid.eq(0),
+                         tok.eq(0), fault.eq(0), error.eq(0),
                          self.status.starve.eq(0)]
         return m

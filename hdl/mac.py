@@ -4,21 +4,30 @@
 and accumulates ``codebook[w] * act`` into local row ``pos`` (``pos = z`` on a
 column's first entry, else ``pos += z + 1``; ``w == 0`` is a filler: no MAC).
 
-Pipeline (``S`` = cycle the symbol is on ``sym``, the decode cycle + 2)::
+Pipeline (``S`` = cycle the symbol is on ``sym``: the decode cycle + 2, or + 3 with
+``p.bram_out_regs``)::
 
     S      symbol -> (z, w), position, row check (-> ``sym.bad_row``), codebook read
     S+1    product = codebook * act; accumulator read (transparent to the write below)
-    S+2    accumulator write
+    S+2    accumulator write;  with ``p.bram_out_regs``: the accumulator read registered
+    S+3    (``p.bram_out_regs``) accumulator write
 
 Latency: 2 cycles from ``sym`` to the accumulator write (decode D -> write
-D+4). Back-to-back hits on the same row (last entry of one column, first of
-the next) are forwarded by the accumulator's transparent read port.
+D+4), or 3 with ``p.bram_out_regs`` (D -> D+6: the symbol memory's output is
+registered in the decoder too). Back-to-back hits on the same row (last entry
+of one column, first of the next) are forwarded by the accumulator's
+transparent read port; with the read registered, an entry right behind a write
+to its row takes the sum being written instead (``fwd``).
+
+The row check (``pos * N + q >= rows``) compares only ``z`` after the symbol
+memory: against this PE's local row count (``rows_div + (q < rows_mod)``, from
+the descriptor, registered) on a column's first entry, else against the rows
+left after the current position (a register, negative once past the end).
 
 The tail port (:func:`hdl.layouts.TailSignature`, driven by the sequencer):
-``rd``/``addr`` at t -> ``sum`` = accumulator + bias and ``gt`` = ``sum > best``
-in t + 1 (combinational from the two memories' outputs; ``gt`` is one carry
-chain instead of an adder and a comparator, exact because accumulator + bias
-never overflows int32, docs/arithmetic.md); ``clear`` at t writes 0 to row
+``rd``/``addr`` at t -> ``sum`` = accumulator + bias in t + 1 (combinational
+from the two memories' outputs; the sequencer registers it and compares it
+with the running best); ``clear`` at t writes 0 to row
 ``addr`` in t + 1 (read first, then clear). A read-out takes the
 accumulator's read port, so it runs only while no symbols arrive.
 """
@@ -66,12 +75,28 @@ class MAC(wiring.Component):
         pos_w = bits_for(p.acc_depth + (1 << p.zbits_max)) + 1
         pos = Signal(pos_w)
         beyond = Signal()
-        z = Signal(p.sym_width)
+        zb = p.zbits_max
+        z = Signal(zb)
         w = Signal(p.wbits_max)
         m.d.comb += [z.eq(sym.sym[p.wbits_max:]), w.eq(sym.sym[:p.wbits_max])]  # params.contents
         pos_new = Signal(pos_w)
         m.d.comb += pos_new.eq(Mux(sym.first, z, pos + z + 1))
-        past = (pos_new * p.n_pes + self.index) >= cfg.rows
+        # the row check `pos_new * N + q >= rows` as `z >= x` with x from registers: x is this
+        # PE's local row count (first entry) or `left` = local rows - 1 - pos (rows left after
+        # pos); only a zbits-wide compare follows the symbol memory (its clock-to-out and the
+        # position adder + row compare were the ECP5's critical path). `left` goes negative
+        # exactly when the row check fails, and `beyond` is sticky from then on
+        lrows = Signal(range(p.acc_depth + 2))  # steady during a layer: registered off cfg
+        lrows_big = Signal()  # lrows >= 2**zbits: no z reaches it
+        m.d.sync += [lrows.eq(cfg.rows_div + (self.index < cfg.rows_mod)), lrows_big.eq(lrows >> zb != 0)]
+        left, left_neg, left_big = Signal(signed(pos_w + 1)), Signal(), Signal()
+        x = Signal(signed(pos_w + 1))
+        m.d.comb += x.eq(Mux(sym.first, lrows, left))
+        left_new = Signal.like(left)
+        m.d.comb += left_new.eq(x - z - 1)
+        past = Mux(sym.first, ~lrows_big & (z >= lrows[:zb]), left_neg | (~left_big & (z >= left[:zb])))
+        with m.If(sym.valid):
+            m.d.sync += [left.eq(left_new), left_neg.eq(left_new < 0), left_big.eq(left_new >= (1 << zb))]
         beyond_new = Signal()
         m.d.comb += beyond_new.eq(Mux(sym.first, 0, beyond) | past)
         with m.If(sym.valid):
@@ -89,17 +114,29 @@ class MAC(wiring.Component):
         m.d.comb += product.eq(cb_rd.data.as_signed() * act)
         m.d.comb += acc_rd.addr.eq(Mux(tail.rd, tail.addr, s3_pos))
 
-        # --- S+2: accumulate ------------------------------------------------------------------
+        # --- S+2: accumulate, or (p.bram_out_regs) the accumulator's read registered, then
+        # S+3: accumulate ------------------------------------------------------------------------
         s4_valid, s4_pos, s4_prod = Signal(), Signal.like(s3_pos), Signal(signed(25))
         m.d.sync += [s4_valid.eq(s3_valid), s4_pos.eq(s3_pos), s4_prod.eq(product)]
+        acc_valid, acc_pos, acc_sum = s4_valid, s4_pos, Signal(signed(32))
+        if p.bram_out_regs:
+            # the read of an entry one behind a write to the same row (the last entry of a column
+            # and the first of the next) missed that write: its base is the sum written then.
+            # Entries two apart meet in the read port's transparency (read and write in one cycle)
+            acc_q = Signal(signed(32))
+            acc_valid, acc_pos, s5_prod = Signal(), Signal.like(s3_pos), Signal(signed(25))
+            m.d.sync += [acc_q.eq(acc_rd.data), acc_valid.eq(s4_valid), acc_pos.eq(s4_pos), s5_prod.eq(s4_prod)]
+            fwd, last_sum = Signal(), Signal(signed(32))
+            m.d.sync += [fwd.eq(s4_valid & acc_valid & (s4_pos == acc_pos)), last_sum.eq(acc_sum)]
+            m.d.comb += acc_sum.eq(Mux(fwd, last_sum, acc_q) + s5_prod)
+        else:
+            m.d.comb += acc_sum.eq(acc_rd.data.as_signed() + s4_prod)
         clr_pending, clr_addr = Signal(), Signal.like(s3_pos)
         m.d.sync += [clr_pending.eq(tail.clear), clr_addr.eq(tail.addr)]
         with m.If(clr_pending):
             m.d.comb += [acc_wr.addr.eq(clr_addr), acc_wr.data.eq(0), acc_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [acc_wr.addr.eq(s4_pos),
-                         acc_wr.data.eq(acc_rd.data.as_signed() + s4_prod),
-                         acc_wr.en.eq(s4_valid)]
+            m.d.comb += [acc_wr.addr.eq(acc_pos), acc_wr.data.eq(acc_sum), acc_wr.en.eq(acc_valid)]
 
         # --- tail: accumulator + bias ---------------------------------------------------------
         m.d.comb += [bias_rd.addr.eq(cfg.bias_base + tail.addr),
@@ -107,4 +144,6 @@ class MAC(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [s3_valid.eq(0), s4_valid.eq(0)]
+            if p.bram_out_regs:
+                m.d.sync += acc_valid.eq(0)
         return m

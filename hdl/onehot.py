@@ -1,9 +1,11 @@
 """One-hot helpers of the decode loop (hdl/decode.py): OR trees instead of priority logic.
 
-The decoder selects by a one-hot code length, so every "mux" it needs is an
-AND-OR over the candidates and every binary value it derives from the
-one-hot is one OR per output bit -- no priority encoder, no binary shift
-amount on the loop (docs/hardware.md, "The decode loop").
+The decoder selects by a one-hot code length, so every small "mux" it needs
+(symbol bits, offset, column-end tests) is an AND-OR over the candidates and
+every binary value it derives from the one-hot is one OR per output bit -- no
+priority encoder. The buffer shift is the exception: a barrel shifter over
+those OR-derived binary digits is as deep as the AND-OR over L + 1 shifted
+copies of the buffer and much smaller (docs/hardware.md, "The decode loop").
 """
 
 from __future__ import annotations

@@ -35,6 +35,12 @@ def bits_for(n: int) -> int:
     return max(1, int(n).bit_length())
 
 
+def rows_div_bits(p: EngineParams) -> int:
+    """Width of a descriptor's ``rows_div`` (rows // N <= acc_depth for an image that fits; a larger
+    one is clamped, and the sequencer rejects its descriptor before any PE runs)."""
+    return bits_for(p.acc_depth)
+
+
 @dataclass(frozen=True)
 class EngineParams:
     """Everything the RTL is sized by. All depths are per PE unless noted."""
@@ -59,6 +65,10 @@ class EngineParams:
     # off, the engine is the fc-only one, gate for gate (the fc boards do not pay for it)
     conv: bool = False
     conv_dim: int = 10  # bits of a feature map's height, width and words per pixel
+    # the symbol and accumulator block RAMs' outputs registered before any logic (hdl/decode.py,
+    # hdl/mac.py): two more cycles of drain (Timing.drain 6 instead of 4) for the ECP5, whose
+    # DP16KD clock-to-out is a third of its cycle; the iCE40 build is faster without them
+    bram_out_regs: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_pes <= 64:
@@ -68,7 +78,13 @@ class EngineParams:
 
     def timing(self) -> Timing:
         """The golden cycle model's constants for this engine (its FIFO depth is a parameter)."""
-        return Timing(fifo_depth=self.fifo_depth)
+        return Timing(fifo_depth=self.fifo_depth, drain=self.drain)
+
+    @property
+    def drain(self) -> int:
+        """Last decode -> its accumulator write (hdl/pe.py): index, symbol read, [symbol registered],
+        codebook, product + accumulator read, [read registered], write."""
+        return 6 if self.bram_out_regs else 4
 
     # derived widths -------------------------------------------------------------------
     @property
@@ -212,6 +228,10 @@ class LayerWord:
     x_step: int = 0  # words per output column: stride * gpp
     y_step: int = 0  # words per output row: stride * in_w * gpp
     gpo: int = 0  # bank words per output pixel: ceil(rows / N)
+    # rows // N and rows % N: PE q holds rows_div + (q < rows_mod) local rows, which its row check
+    # (hdl/mac.py) compares against without a multiplier or a comparator after the symbol memory
+    rows_div: int = 0
+    rows_mod: int = 0
 
 
 @dataclass
@@ -286,7 +306,8 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
         layers.append(LayerWord(ly.rows, ly.cols, ly.wbits, ly.zbits, int(ly.relu), ly.shift,
                                 ly.mult, int(ly.symbols.size), len(sym_all), len(cb_all),
                                 bias_base, ptr_base, limit, offset,
-                                **(conv_fields(rom, len(layers), n) if p.conv else {})))
+                                **(conv_fields(rom, len(layers), n) if p.conv else {}),
+                                rows_div=min(ly.rows // n, (1 << rows_div_bits(p)) - 1), rows_mod=ly.rows % n))
         # (z, w) in fixed fields, w in the low wbits_max bits: the PE splits the symbol
         # memory's output without a shift by the layer's wbits
         wm = (1 << ly.wbits) - 1

@@ -26,14 +26,16 @@ Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
     b+5    decoder may start the column: pop the FIFO entry (FIFO counter - 1)           [Decode]
     D      decode: top Lmax buffer bits vs. limit[] -> one-hot length; consume it
     D+1    symbol index = selected code bits + offset; range check; symbol memory read
-    D+2    symbol -> (z, w), pos, row check, codebook read                               [MAC]
-    D+3    product = codebook * act; accumulator read (transparent to the write below)
-    D+4    accumulator write
+    D+2    symbol registered (``p.bram_out_regs``; without it the stages below move up one)
+    D+3    symbol -> (z, w), pos, row check, codebook read                               [MAC]
+    D+4    product = codebook * act; accumulator read (transparent to the write below)
+    D+5    accumulator read registered (``p.bram_out_regs``)
+    D+6    accumulator write
 
 So a column starts at ``max(b + 5, end of the previous column)`` and takes
-``max(entries, 1)`` cycles; the accumulator of its last entry is written 4
-cycles after its last decode cycle (the cycle model's ``issue_latency`` 5 and
-``drain`` 4). The PE adds no logic of its own: its latency is the blocks'
+``max(entries, 1)`` cycles; the accumulator of its last entry is written 6
+cycles after its last decode cycle, 4 without ``p.bram_out_regs`` (the cycle
+model's ``issue_latency`` 5 and ``drain``: ``EngineParams.drain``). The PE adds no logic of its own: its latency is the blocks'
 (:mod:`hdl.fetch`, :mod:`hdl.decode`, :mod:`hdl.mac`); its ``status`` is the
 decoder's (which sees the FIFO's ``pending`` columns).
 

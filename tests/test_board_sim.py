@@ -80,7 +80,7 @@ def sim(request, roms):
 @functools.cache
 def golden(rom: Path, board: str) -> dict:
     r = deepcomp("golden", rom, "--dataset", "digits", "--images", IMAGES, "--json", "--logits",
-                 "--fifo-depth", 4 if board == "icebreaker" else 8)
+                 "--fifo-depth", 4 if board == "icebreaker" else 8, "--drain", 4 if board == "icebreaker" else 6)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -113,7 +113,7 @@ def run_board(variant: str, tmp_path_factory) -> tuple:
         boot_steps = [("ping", cmd_ping(), reply_length(Op.PING, 0)), ("status", cmd_status(), 3 + 1),
                       ("infer", cmd_infer(x[4]), ilen)]
         replies["booted"] = run(boot_steps, image, "boot")
-    ref = infer(decode_rom(parse(image)), x)
+    ref = infer(decode_rom(parse(image)), x, (params or fit(parse(image))).timing())
     if variant == "conv":
         assert b.verilog.read_text().count("pmax") > 0  # the conv engine (pool memories) was built
     return replies, ref, image, spram

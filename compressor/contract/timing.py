@@ -44,7 +44,7 @@ class Timing:
     fifo_depth: int = 8  # per-PE activation FIFO
     setup: int = 4  # per layer: descriptor fetch before the first scan slot
     issue_latency: int = 5  # broadcast -> earliest PE start (pointer read, register, queue, fetch, land)
-    drain: int = 4  # last decode -> accumulator written (index, symbol, codebook, multiply, add)
+    drain: int = 6  # last decode -> accumulator written (index, symbol read and registered, codebook, multiply, read registered, add)
     requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
     readout_latency: int = 3  # last layer: idle detect + last sum registered + final argmax compare
     # conv layers (conv_layer_cycles): a position's broadcaster start -> its first scan slot;
