@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "benchmarks":
-    sys.path.pop(0)  # benchmarks/packaging.py would shadow the packaging module
 sys.path.insert(0, str(ROOT))
 
 from compressor.kmeans import init_centroids, kmeans_1d, sse  # noqa: E402

@@ -17,19 +17,12 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-# this directory is on sys.path (scripts run as `python benchmarks/x.py`) and holds
-# benchmarks/packaging.py, which would shadow the `packaging` module matplotlib imports
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-sys.path.insert(0, str(_HERE))
-from mnist_rom import RESULTS, ROOT  # noqa: E402
+from mnist_rom import RESULTS, ROOT  # noqa: E402 (this directory is on sys.path)
 
 SOURCE = "benchmarks/results/board_builds.json"
 

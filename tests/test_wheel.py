@@ -1,4 +1,4 @@
-"""What the wheel and the sdist carry (benchmarks/packaging.py installs and uses them).
+"""What the wheel and the sdist carry (benchmarks/wheel_install.py installs and uses them).
 
 The wheel: the four import packages and their contract layer, the bench API,
 the console script, the command table, LICENSE, the distribution name — and

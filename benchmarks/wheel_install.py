@@ -1,6 +1,6 @@
 """The wheel and the sdist as a stranger gets them: build, install in a fresh venv, use.
 
-    .venv/bin/python benchmarks/packaging.py [--keep DIR] [--sim]
+    .venv/bin/python benchmarks/wheel_install.py [--keep DIR] [--sim]
 
 1. ``python -m build`` makes the sdist and the wheel from this checkout;
 2. a fresh venv (no system site-packages) installs the wheel with its
@@ -81,7 +81,7 @@ def main() -> int:
     out = {"wheel": wheel.name, "wheel_bytes": wheel.stat().st_size, "sdist": sdist.name,
            "sdist_bytes": sdist.stat().st_size, "steps": steps, "sdist_collect": collect["last_line"],
            "all_ok": all(s["exit"] == 0 for s in steps),
-           "command": "python benchmarks/packaging.py" + (" --sim" if args.sim else "")}
+           "command": "python benchmarks/wheel_install.py" + (" --sim" if args.sim else "")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "packaging.json").write_text(json.dumps(out, indent=1) + "\n")
     print(f"sdist: {out['sdist_collect']}; all ok: {out['all_ok']}")
