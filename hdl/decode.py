@@ -109,14 +109,16 @@ class Decode(wiring.Component):
         # one AND-OR over the L + 1 shifted copies (0 .. L bits), selected one-hot by `~go` and
         # `go & first[k]` (one LUT each): no separate "shift or hold" mux level. A corrupt code
         # (no length) clears the buffer: `error` stops the PE anyway
-        # a barrel shifter over the binary digits of `consumed`, the most significant (from one
-        # thermometer bit: the earliest) first, the least significant (the latest) last: as deep
-        # as one AND-OR over the L + 1 shifted copies, and 200 (ECP5) to 400 (iCE40) LUTs fewer
-        # per PE. A corrupt code (no length) holds the buffer; the error stops the PE
+        # a barrel shifter over the binary digits of the code length, the most significant (from
+        # one thermometer bit: the earliest) first, the least significant (the latest) last, then
+        # `go` picks it or the unshifted buffer: as deep as one AND-OR over the L + 1 shifted
+        # copies, and 200 (ECP5) to 300 (iCE40) LUTs fewer per PE; `go` (which follows the
+        # held-bits compares) meets only the last level. A corrupt code (no length) holds the
+        # buffer; the error stops the PE
         shifted = merged
-        for b in reversed(range(len(consumed))):
-            shifted = Mux(consumed[b], (shifted << (1 << b))[:B], shifted)
-        m.d.sync += [buf.eq(shifted), cnt.eq(cnt - consumed + self.bits.nb)]
+        for b in reversed(range(len(length))):
+            shifted = Mux(length[b], (shifted << (1 << b))[:B], shifted)
+        m.d.sync += [buf.eq(Mux(go, shifted, merged)), cnt.eq(cnt - consumed + self.bits.nb)]
 
         # --- column bookkeeping (off the loop: into registers) -----------------------------
         dec_rem = Signal(p.ptr_width)
