@@ -85,7 +85,8 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
         end = s + cost[k]
         t = b + 1
     t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
-    return max(t, int(end.max(initial=0)) + timing.drain), ideal
+    # nothing issued, nothing to drain (the scan alone may be shorter than a drain)
+    return (max(t, int(end.max()) + timing.drain) if nz.size else t), ideal
 
 
 def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +129,7 @@ def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, sta
         t = np.where(a, b + 1, t)
         prev = np.where(a, eb[:, k], prev)
     t = t + total_empty - prev
-    return np.maximum(t, end.max(axis=1, initial=0) + timing.drain), ideal
+    return np.where(count > 0, np.maximum(t, end.max(axis=1, initial=0) + timing.drain), t), ideal
 
 
 def fc_tail(rows: int, n: int, relu: bool, timing: Timing) -> int:
