@@ -13,7 +13,7 @@ from amaranth import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import EngineParams, bits_for, rows_div_bits
+from .params import EngineParams
 
 # error codes on the result stream (same numbers as the board protocol's status byte)
 ERR_OK = 0
@@ -162,7 +162,6 @@ def layer_layout(p: EngineParams) -> data.StructLayout:
         "bias_base": aw(p.bias_depth), "ptr_base": aw(p.ptr_rows),
         "limit": data.ArrayLayout(unsigned(p.max_len + 1), p.max_len),
         "offset": data.ArrayLayout(unsigned(16), p.max_len),
-        "rows_div": unsigned(rows_div_bits(p)), "rows_mod": unsigned(bits_for(p.n_pes - 1)),
     })
 
 

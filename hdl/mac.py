@@ -19,11 +19,6 @@ of one column, first of the next) are forwarded by the accumulator's
 transparent read port; with the read registered, an entry right behind a write
 to its row takes the sum being written instead (``fwd``).
 
-The row check (``pos * N + q >= rows``) compares only ``z`` after the symbol
-memory: against this PE's local row count (``rows_div + (q < rows_mod)``, from
-the descriptor, registered) on a column's first entry, else against the rows
-left after the current position (a register, negative once past the end).
-
 The tail port (:func:`hdl.layouts.TailSignature`, driven by the sequencer):
 ``rd``/``addr`` at t -> ``sum`` = accumulator + bias in t + 1 (combinational
 from the two memories' outputs; the sequencer registers it and compares it
@@ -75,28 +70,12 @@ class MAC(wiring.Component):
         pos_w = bits_for(p.acc_depth + (1 << p.zbits_max)) + 1
         pos = Signal(pos_w)
         beyond = Signal()
-        zb = p.zbits_max
-        z = Signal(zb)
+        z = Signal(p.sym_width)
         w = Signal(p.wbits_max)
         m.d.comb += [z.eq(sym.sym[p.wbits_max:]), w.eq(sym.sym[:p.wbits_max])]  # params.contents
         pos_new = Signal(pos_w)
         m.d.comb += pos_new.eq(Mux(sym.first, z, pos + z + 1))
-        # the row check `pos_new * N + q >= rows` as `z >= x` with x from registers: x is this
-        # PE's local row count (first entry) or `left` = local rows - 1 - pos (rows left after
-        # pos); only a zbits-wide compare follows the symbol memory (its clock-to-out and the
-        # position adder + row compare were the ECP5's critical path). `left` goes negative
-        # exactly when the row check fails, and `beyond` is sticky from then on
-        lrows = Signal(range(p.acc_depth + 2))  # steady during a layer: registered off cfg
-        lrows_big = Signal()  # lrows >= 2**zbits: no z reaches it
-        m.d.sync += [lrows.eq(cfg.rows_div + (self.index < cfg.rows_mod)), lrows_big.eq(lrows >> zb != 0)]
-        left, left_neg, left_big = Signal(signed(pos_w + 1)), Signal(), Signal()
-        x = Signal(signed(pos_w + 1))
-        m.d.comb += x.eq(Mux(sym.first, lrows, left))
-        left_new = Signal.like(left)
-        m.d.comb += left_new.eq(x - z - 1)
-        past = Mux(sym.first, ~lrows_big & (z >= lrows[:zb]), left_neg | (~left_big & (z >= left[:zb])))
-        with m.If(sym.valid):
-            m.d.sync += [left.eq(left_new), left_neg.eq(left_new < 0), left_big.eq(left_new >= (1 << zb))]
+        past = (pos_new * p.n_pes + self.index) >= cfg.rows
         beyond_new = Signal()
         m.d.comb += beyond_new.eq(Mux(sym.first, 0, beyond) | past)
         with m.If(sym.valid):

@@ -35,12 +35,6 @@ def bits_for(n: int) -> int:
     return max(1, int(n).bit_length())
 
 
-def rows_div_bits(p: EngineParams) -> int:
-    """Width of a descriptor's ``rows_div`` (rows // N <= acc_depth for an image that fits; a larger
-    one is clamped, and the sequencer rejects its descriptor before any PE runs)."""
-    return bits_for(p.acc_depth)
-
-
 @dataclass(frozen=True)
 class EngineParams:
     """Everything the RTL is sized by. All depths are per PE unless noted."""
@@ -228,10 +222,6 @@ class LayerWord:
     x_step: int = 0  # words per output column: stride * gpp
     y_step: int = 0  # words per output row: stride * in_w * gpp
     gpo: int = 0  # bank words per output pixel: ceil(rows / N)
-    # rows // N and rows % N: PE q holds rows_div + (q < rows_mod) local rows, which its row check
-    # (hdl/mac.py) compares against without a multiplier or a comparator after the symbol memory
-    rows_div: int = 0
-    rows_mod: int = 0
 
 
 @dataclass
@@ -306,8 +296,7 @@ def contents(rom: RomImage, p: EngineParams) -> Contents:
         layers.append(LayerWord(ly.rows, ly.cols, ly.wbits, ly.zbits, int(ly.relu), ly.shift,
                                 ly.mult, int(ly.symbols.size), len(sym_all), len(cb_all),
                                 bias_base, ptr_base, limit, offset,
-                                **(conv_fields(rom, len(layers), n) if p.conv else {}),
-                                rows_div=min(ly.rows // n, (1 << rows_div_bits(p)) - 1), rows_mod=ly.rows % n))
+                                **(conv_fields(rom, len(layers), n) if p.conv else {})))
         # (z, w) in fixed fields, w in the low wbits_max bits: the PE splits the symbol
         # memory's output without a shift by the layer's wbits
         wm = (1 << ly.wbits) - 1
