@@ -168,7 +168,6 @@ class Fetch(wiring.Component):
         # A: the window is aligned -- skip dropped, bits past the segment cleared -- and
         # registered), then is placed behind the held bits at t + 2 (stage B); decodable at t + 3
         a_nb, a_odd, a_skip = Signal(6), Signal(), Signal(4)  # fetch in the memories
-        a_mask = Signal(32)  # its a_nb top bits set: the segment's bits of the window
         b_nb, b_bits = Signal(6), Signal(32)  # aligned window being placed
 
         # --- fetcher (registers and the FIFO peek, or the digest being written: bypass) -----
@@ -196,8 +195,7 @@ class Fetch(wiring.Component):
         m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_skip & room),
                      do_pass.eq(has_next & seg_skip)]
         m.d.comb += [se_addr.eq(ea), so_addr.eq(oa)]
-        m.d.sync += [a_nb.eq(Mux(do_fetch, nb, 0)), a_odd.eq(odd), a_skip.eq(skip),
-                     a_mask.eq(Mux(do_fetch, ~(Const(0xFFFFFFFF, 32) >> nb), 0))]
+        m.d.sync += [a_nb.eq(Mux(do_fetch, nb, 0)), a_odd.eq(odd), a_skip.eq(skip)]
         # after this fetch: from registers (mid-segment, FIFO), or precomputed from the pointers
         # (bypass: no subtraction after the pointer memories' outputs)
         rest = Signal(p.ptr_width)
@@ -216,7 +214,7 @@ class Fetch(wiring.Component):
         # stage A: the 32-bit window (first word high), skip bits dropped, a_nb bits kept
         first_w = Mux(a_odd, so_data, se_data)
         second_w = Mux(a_odd, se_data, so_data)
-        aligned = (Cat(second_w, first_w) << a_skip)[:32] & a_mask
+        aligned = (Cat(second_w, first_w) << a_skip)[:32] & ~(Const(0xFFFFFFFF, 32) >> a_nb)
         m.d.sync += [b_bits.eq(aligned), b_nb.eq(a_nb)]
         # stage B: behind the held bits (held <= B - 32 whenever b_nb > 0, by the room rule)
         sh = held[: max(1, (B - 32).bit_length())]
@@ -235,6 +233,6 @@ class Fetch(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [wptr.eq(0), fidx.eq(0), landed.eq(0), head.eq(0), count.eq(0),
-                         rd_valid.eq(0), ptr_valid.eq(0), seg_active.eq(0), a_nb.eq(0), a_mask.eq(0), b_nb.eq(0), b_bits.eq(0),
+                         rd_valid.eq(0), ptr_valid.eq(0), seg_active.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0),
                          landed1.eq(0)]
         return m
