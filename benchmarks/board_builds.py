@@ -47,6 +47,15 @@ def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int, drain: int) -
             "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
 
 
+def rtl_version() -> str:
+    """The commit the bitstream's RTL comes from (``-dirty``: hdl/ or boards/ had uncommitted changes),
+    so a record stays tied to the design it measured after the RTL moves on."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "hdl", "boards"]).returncode != 0
+    return (head or "?") + ("-dirty" if dirty else "")
+
+
 def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1, max_len: int = 12,
         model: Path = MODEL) -> dict:
     rom = out / f"{model.stem}_n{n}_l{max_len}.rom"
@@ -61,7 +70,7 @@ def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1
     rep = json.loads(r.stdout)
     cyc = golden_cycles(rom, data_dir, rep["fifo_depth"], rep["drain"])
     clock = rep["target_mhz"] if rep["timing_met"] else rep["fmax_mhz"]
-    rep.update(built=True, n_pes=n, max_code_len=max_len, model=str(model.relative_to(ROOT)), rom_bytes=rom.stat().st_size, cycles=cyc,
+    rep.update(built=True, rtl=rtl_version(), n_pes=n, max_code_len=max_len, model=str(model.relative_to(ROOT)), rom_bytes=rom.stat().st_size, cycles=cyc,
                engine_images_per_s=round(clock * 1e6 / cyc["cycles_mean"]),
                engine_images_per_s_at_fmax=round(rep["fmax_mhz"] * 1e6 / cyc["cycles_mean"]),
                engine_us_per_image=round(cyc["cycles_mean"] / clock, 2))
