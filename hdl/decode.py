@@ -27,8 +27,8 @@ path that cannot be pipelined; everything else hangs off it into registers
 (docs/hardware.md, "The decode loop"): Lmax comparators ``v < limit[l]``
 against registered limits form a thermometer code whose edge is the one-hot
 length; the next buffer is a barrel shifter over the binary digits of the
-consumed length (zero unless ``go``), whose most significant digit is one
-thermometer bit, where ``go`` (a symbol is wanted and enough bits are held)
+code length (the most significant digit is one thermometer bit), then ``go``
+picks it or the held buffer, where ``go`` (a symbol is wanted and enough bits are held)
 comes from registers and the FIFO head only. The
 landing bits (``bits``) are ORed in before the shift at a position fixed by
 the registered count, so the refill does not depend on this cycle's decode.
