@@ -135,6 +135,7 @@ def pe_for(rom_path: Path | None, index: int = 0):
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import contextlib
     import tempfile
 
     ap = argparse.ArgumentParser(prog="python -m sim.synth", description=__doc__.split("\n")[0])
@@ -143,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rom", type=Path, help="ROM image whose memories the PE holds (default: a small test net)")
     ap.add_argument("--fmax", action="store_true", help="also place and route on the UP5K (slow)")
     ap.add_argument("--ecp5", action="store_true", help="Fmax on the ULX3S's ECP5 85F too")
+    ap.add_argument("--workdir", type=Path,
+                    help="keep the tools' files here (nextpnr.log holds the critical paths); default: a temporary directory")
     a = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as d:
+    with (contextlib.nullcontext(str(a.workdir)) if a.workdir else tempfile.TemporaryDirectory()) as d:
         if a.block == "blocks":
             for arch in ("ice40", "ecp5"):
                 for name, comp in pe_blocks(a.rom).items():
