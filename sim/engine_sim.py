@@ -43,7 +43,7 @@ def build(rom_bytes: bytes, build_dir: Path, params=None, waves: bool = False,
 
     rom = parse(rom_bytes, "<rom>")
     top = Accelerator(rom, params)
-    b = build_component(top, TOPLEVEL, build_dir, waves=waves, optimize=optimize, always=always,
+    b = build_component(top, TOPLEVEL, build_dir, waves=waves, cxx="full" if optimize else "O0", always=always,
                         build_args=[*BUILD_ARGS, *(WAVE_ARGS if waves else ())])
     return Build(b.toplevel, b.build_dir, b.verilog, b.waves, rom=rom, params=top.params)
 

@@ -12,8 +12,9 @@ generated ``Vtop*.cpp``, cocotb's ``verilator.cpp``, which includes the
 model's header) pass straight through to the compiler.
 
 Usage (by make): ``objcache.py CXX ARGS... -c -o OUT SRC``. The cache lives in
-``$DEEPCOMP_OBJCACHE`` (set by sim.runner). Standard library only, so it runs
-under any ``python3``.
+``$DEEPCOMP_OBJCACHE`` (set by sim.runner, which runs it with its own Python,
+so the project is importable: a cached object is written with
+:func:`compressor.contract.binfmt.atomic_write`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -51,25 +51,18 @@ def main(argv: list[str]) -> int:
                and src.is_relative_to(Path(root).resolve() / "include"))
     if not runtime:
         return subprocess.call(argv)
+    from compressor.contract.binfmt import atomic_write  # only here: numpy, for 4 compiles a build
+
     out = Path(argv[out_index])
     hit = Path(cache) / f"{src.stem}-{_key(argv, src, out_index)}.o"
     if not hit.is_file():
         rc = subprocess.call(argv)
         if rc != 0:
             return rc
-        hit.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=hit.parent, suffix=".tmp")
-        os.close(fd)
-        shutil.copyfile(out, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, hit)  # atomic: a concurrent build sees a whole object or none
+        atomic_write(hit, out.read_bytes())  # a concurrent build sees a whole object or none
         return 0
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    os.close(fd)
-    shutil.copyfile(hit, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, hit.read_bytes())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

