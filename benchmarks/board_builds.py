@@ -31,6 +31,8 @@ from pathlib import Path
 
 from mnist_rom import BIN, MODELS, RESULTS, ROOT, make_rom
 
+from compressor.contract.binfmt import atomic_write
+
 MODEL = MODELS["lenet300"]
 DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
@@ -95,7 +97,6 @@ def main() -> int:
     cpu = RESULTS / "cpu_baseline.json"
     if cpu.is_file():
         doc["cpu_baseline"] = json.loads(cpu.read_text())
-    runs = doc.setdefault("builds", {})
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -108,8 +109,11 @@ def main() -> int:
                     ("" if args.arch == "lenet300" else f" --arch {args.arch}")
                 rec["command"] = f".venv/bin/python benchmarks/board_builds.py --only {shlex.quote(spec)}{lopt}"
                 key = spec if max_len == 12 else f"{spec}:L{max_len}"
-                runs[key if args.arch == "lenet300" else f"{args.arch}/{key}"] = rec
-                out_json.write_text(json.dumps(doc, indent=1) + "\n")
+                # read again before writing: another run (a build takes up to 40 minutes) may have
+                # added its records meanwhile
+                doc = json.loads(out_json.read_text()) if out_json.is_file() else doc
+                doc.setdefault("builds", {})[key if args.arch == "lenet300" else f"{args.arch}/{key}"] = rec
+                atomic_write(out_json, (json.dumps(doc, indent=1) + "\n").encode())
                 print(json.dumps({k: rec.get(k) for k in ("board", "n_pes", "built", "luts", "luts_available",
                                                           "fmax_mhz", "target_mhz", "timing_met", "max_code_len",
                                                           "rom_bytes", "engine_images_per_s", "seconds", "error")}),

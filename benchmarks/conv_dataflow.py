@@ -21,8 +21,9 @@ each N (`deepcomp rom`), on the first K MNIST test images:
 * **(c), modelled on paper**: PEs own output positions *and* decode for
   themselves: every PE holds the whole layer (all R rows) and runs its own
   positions as a one-PE fc layer over its patch, decoding only its own
-  non-zero activations' columns (``max(entries, 1)`` cycles each, fillers
-  included), then reads out its R rows. Pool windows (4 consecutive positions
+  non-zero activations' columns (``entries`` cycles each, fillers
+  included; a column it holds nothing of is dropped, as the built PE does),
+  then reads out its R rows. Pool windows (4 consecutive positions
   in the engine's order) or, without a pool, positions go to PE ``w mod N``;
   the layer ends when the busiest PE does (``c_``) or, lock-step, each round
   of N windows when its slowest PE does (``c_lockstep_``: the round's N
@@ -68,7 +69,7 @@ def dataflow_c(patches: np.ndarray, col_entries: np.ndarray, rows: int, window: 
     every round of N windows waits for its slowest PE, which lets the N results of a round be
     written as one N-byte word into every PE's copy of the next map).
     """
-    work = (patches * np.maximum(col_entries, 1)[None, None, :]).sum(axis=2) + rows  # (images, positions)
+    work = (patches * col_entries[None, None, :]).sum(axis=2) + rows  # (images, positions)
     k, pos = work.shape
     wins = -(-pos // window)
     work = np.pad(work, ((0, 0), (0, wins * window - pos))).reshape(k, wins, window).sum(axis=2)
@@ -107,7 +108,7 @@ def measure(n: int, x: np.ndarray, data_dir: Path, work: Path) -> dict:
         groups = -(-pos // n)
         pad = np.zeros((len(x), groups * n - pos, patches.shape[2]), dtype=bool)
         union = np.concatenate([patches, pad], axis=1).reshape(len(x), groups, n, -1).any(axis=2)
-        b_cycles = (union * np.maximum(col_entries, 1)[None, None, :]).sum(axis=(1, 2)) + groups * il.rows
+        b_cycles = (union * col_entries[None, None, :]).sum(axis=(1, 2)) + groups * il.rows
         c_cycles, c_lock = dataflow_c(patches, col_entries, il.rows, il.conv.pool ** 2, n)
         a_cycles = g["layer_cycles"][:, li]
         bound = eff / n

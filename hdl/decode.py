@@ -14,7 +14,7 @@ Pipeline (``D`` = decode cycle)::
 
 Latency: 2 cycles from decode to ``sym`` (3 with ``p.bram_out_regs``). A column starts (``col.pop``) in
 the cycle the decoder is idle and its first code is decodable, and takes
-``max(entries, 1)`` cycles (an empty column is popped without decoding). A
+``entries`` cycles (empty columns never reach it: :mod:`hdl.fetch` drops them). A
 corrupt code is registered at the end of D (no length, crosses the column
 end), of D+1 (symbol index out of range) or of the MAC's first stage
 (``sym.bad_row``) and sets ``status.error`` one cycle later; the error is sticky until
@@ -88,7 +88,7 @@ class Decode(wiring.Component):
         start_col = Signal()
         m.d.comb += start_col.eq(~active & self.col.valid & ~error)
         want = Signal()
-        m.d.comb += want.eq((active & ~error) | (start_col & ~hd.empty & ~hd.bad))
+        m.d.comb += want.eq((active & ~error) | (start_col & ~hd.bad))
 
         v = buf[B - L:]
         lt = Signal(L)  # lt[k]: v < limit[k]; a thermometer code (limits never decrease)
@@ -186,7 +186,7 @@ class Decode(wiring.Component):
         m.d.comb += [self.sym.valid.eq(out_valid), self.sym.first.eq(out_first),
                      self.sym.act.eq(out_act), self.sym.sym.eq(out_sym)]
 
-        # busy tokens: every popped column (empty ones too) and every decoded entry keeps the
+        # busy tokens: every popped column (corrupt ones too) and every decoded entry keeps the
         # PE busy until its slot has left the pipeline behind the loop, up to the accumulator
         # write (the drain: p.drain)
         tok = Signal(p.drain)

@@ -35,21 +35,20 @@ def queue_layout(p: EngineParams) -> data.StructLayout:
     is written, off the fetcher's and decoder's paths): the even/odd bank
     addresses of its first 32-bit window (``ea``, ``oa``; ``odd``: the window
     starts with an odd word), the bits to skip in it, its length, and whether
-    it is empty (``end == start``) or corrupt (``end < start``), and the first
+    it is corrupt (``end < start``; empty columns are never queued), and the first
     window's valid bits (``nb0``, after ``skip``), and whether it is shorter
     than 16 bits (``short``).
     """
     aw = unsigned(max(1, p.stream_half.bit_length()))
     return data.StructLayout({"act": unsigned(8), "ea": aw, "oa": aw, "odd": unsigned(1),
                               "skip": unsigned(4), "len": unsigned(p.ptr_width),
-                              "nb0": unsigned(6), "short": unsigned(1),
-                              "empty": unsigned(1), "bad": unsigned(1)})
+                              "nb0": unsigned(6), "short": unsigned(1), "bad": unsigned(1)})
 
 
 def column_layout(p: EngineParams) -> data.StructLayout:
     """The FIFO head as the decoder sees it: the fields of :func:`queue_layout` it uses."""
     return data.StructLayout({"act": unsigned(8), "len": unsigned(p.ptr_width), "short": unsigned(1),
-                              "empty": unsigned(1), "bad": unsigned(1)})
+                              "bad": unsigned(1)})
 
 
 def pe_load_layout(p: EngineParams) -> data.StructLayout:

@@ -18,7 +18,8 @@ Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
 
     b      issue accepted (FIFO counter + 1), pointer rows j, j+1 read (even/odd banks)  [Fetch]
     b+1    the pointer rows registered
-    b+2    queue entry written: {act, first window's bank addresses, skip, length, flags};
+    b+2    queue entry written: {act, first window's bank addresses, skip, length, flags},
+           or the column dropped if this PE holds nothing of it (pointer flags: empty);
            when the fetcher has caught up with the FIFO it issues the segment's first
            32-bit read now (bypass; words w, w+1: even/odd banks)
     b+3    the window aligned (only the segment's own bits [start, end)) and registered
@@ -33,7 +34,8 @@ Pipeline (cycle numbers relative to the broadcaster's issue ``b`` of a column)::
     D+6    accumulator write
 
 So a column starts at ``max(b + 5, end of the previous column)`` and takes
-``max(entries, 1)`` cycles; the accumulator of its last entry is written 6
+``entries`` cycles, or is dropped at b+2 if the PE holds none of it (its FIFO
+slot free at b+3: the cycle model's ``drop_free``); the accumulator of its last entry is written 6
 cycles after its last decode cycle, 4 without ``p.bram_out_regs`` (the cycle
 model's ``issue_latency`` 5 and ``drain``: ``EngineParams.drain``). The PE adds no logic of its own: its latency is the blocks'
 (:mod:`hdl.fetch`, :mod:`hdl.decode`, :mod:`hdl.mac`); its ``status`` is the

@@ -351,11 +351,12 @@ def test_batched_scan_equals_the_scan_loop():
     from compressor.contract.golden import Timing, scan_cycles, scan_cycles_batch
 
     rng = np.random.default_rng(3)
-    for _ in range(40):
+    for _ in range(60):
         n, cols, scans = int(rng.integers(1, 9)), int(rng.integers(1, 80)), int(rng.integers(1, 20))
         acts = np.where(rng.random((scans, cols)) < rng.random(), rng.integers(1, 256, (scans, cols)), 0)
-        entries = rng.integers(0, 6, (cols, n)) * (rng.random((cols, n)) < 0.7)
-        timing = Timing(fifo_depth=int(rng.choice([2, 4, 8])))
+        # from nearly full to nearly empty columns: the PEs drop the columns they hold nothing of
+        entries = rng.integers(0, 6, (cols, n)) * (rng.random((cols, n)) < rng.random())
+        timing = Timing(fifo_depth=int(rng.choice([1, 2, 4, 8])), drop_free=int(rng.choice([1, 2, 3])))
         start = int(rng.integers(0, 6))
         done, ideal = scan_cycles_batch(acts, entries, timing, start)
         ref = [scan_cycles(a, entries, timing, start) for a in acts]

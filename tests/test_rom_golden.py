@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from compressor.contract.errors import FormatError
 from compressor.contract.fixedpoint import IntLayer, requantize, run_int
-from compressor.contract.golden import Timing, decode_rom, infer, layer_cycles
+from compressor.contract.golden import Timing, decode_rom, infer, layer_cycles, scan_cycles
 from compressor.contract.rom import build, from_readmemh, parse, to_readmemh
 from sim.testnets import extreme_net, int_layer  # noqa: F401  (also used by other tests)
 
@@ -65,6 +65,24 @@ def test_cycle_model_hand_computed():
     assert layer_cycles(np.zeros(4, int), entries, 5, True, t) == (4 + 2 + 7, 0)
     # final layer: one read-out cycle per row (running argmax) + readout latency instead
     assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5 + 3
+
+
+def test_cycle_model_drops_the_columns_a_pe_holds_nothing_of():
+    t = Timing(fifo_depth=2)  # drop_free 2: a dropped issue at b holds its slot through b + 2
+    assert t.drop_free == 2
+    entries = np.array([[3, 0], [0, 0], [0, 2], [1, 1]])  # 4 columns x 2 PEs
+    acts = np.array([5, 6, 7, 8])  # 4 issues, 2 groups of 2
+    # k=0 (col 0) at b=4: PE0 keeps it [9, 12); PE1 drops it (slot freed at 6)
+    # k=1 (col 1) at b=5: both PEs drop it (slots freed at 7)
+    # k=2 (col 2) at b=6? PE0 holds issue 0 (until 9) and issue 1 (until 7): full at 6 and 7,
+    #   room at 8 -> b=8: PE0 drops it (freed 10), PE1 keeps it [13, 15)
+    # k=3 (col 3) at b=9? PE0 holds issues 0 (9) and 2 (10): full -> b=10:
+    #   PE0 [max(15, 12), 16), PE1 [max(15, 15), 16)
+    # scan ends at 11; done = max(11, 16 + drain 6) = 22
+    done, ideal = scan_cycles(acts, entries, t, t.setup)
+    assert (done, ideal) == (22, 3 + 0 + 2 + 1)
+    # every issued column dropped by every PE: no drain, idle drop_free + 1 after the last issue
+    assert scan_cycles(np.array([0, 9, 0, 0]), entries, t, 4) == (4 + 3, 0)
 
 
 def test_hex_and_mem_parse_back_to_same_bytes(rng, tmp_path):

@@ -52,6 +52,9 @@ class Timing:
     pos_start: int = 3
     pos_gap: int = 2
     conv_drain: int = 4
+    # a column a PE holds nothing of (its pointer flags: empty) leaves the PE's FIFO this many
+    # cycles after its issue, never reaching the decoder (hdl/fetch.py); usable and idle one later
+    drop_free: int = 2
 
 
 def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
@@ -59,9 +62,15 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
 
     The broadcaster scans the activations in groups of N (one bank per PE),
     one group per cycle, issuing a group's non-zeros one per cycle (leading
-    non-zero detection); an issue waits for room in every PE's FIFO. A PE
-    spends ``max(entries, 1)`` cycles on each column it pops. The phase ends
-    once the scan is over and every PE has drained.
+    non-zero detection). A PE *drops* an issued column it holds nothing of
+    (its pointer flags say so ``drop_free`` cycles after the issue) and spends
+    ``entries`` cycles on each other column, in order. An issue waits for room
+    in every PE's FIFO: an issue occupies a slot from its cycle until the PE
+    starts it, or drops it, and the slot is usable the cycle after. The phase
+    ends once the scan is over and every PE has drained.
+
+    This is the reference, written as the rules read (the FIFO occupancy is
+    counted outright); :func:`scan_cycles_batch` is the fast one, tested equal.
     """
     n = entries.shape[1]
     nz = np.flatnonzero(acts)
@@ -69,24 +78,28 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
     groups = -(-acts.size // n)
     per_group = np.bincount(nz // n, minlength=groups)
     t = start
-    d = timing.fifo_depth
-    starts = np.zeros((nz.size, n), dtype=np.int64)
-    end = np.zeros(n, dtype=np.int64)
-    cost = np.maximum(entries[nz], 1)
+    freed = np.zeros((nz.size, n), dtype=np.int64)  # the cycle each issue leaves each PE's FIFO
+    end = np.zeros(n, dtype=np.int64)  # each PE's end of its last started column
+    idle = 0  # from this cycle on no PE is busy with the issues so far
     # empty groups before each non-zero cost one scan cycle each
     empty_before = np.cumsum(per_group == 0)[nz // n]
     prev_empty = 0
     for k in range(nz.size):
         t += int(empty_before[k] - prev_empty)
         prev_empty = int(empty_before[k])
-        b = t if k < d else max(t, int(starts[k - d].max()) + 1)
+        b = t
+        while ((freed[:k] >= b).sum(axis=0) >= timing.fifo_depth).any():  # a FIFO is full
+            b += 1
+        e = entries[nz[k]]
+        keep = e > 0
         s = np.maximum(b + timing.issue_latency, end)
-        starts[k] = s
-        end = s + cost[k]
+        freed[k] = np.where(keep, s, b + timing.drop_free)
+        end = np.where(keep, s + e, end)
+        idle = max(idle, int((s + e + timing.drain).max()) if keep.any() else 0,
+                   b + timing.drop_free + 1 if not keep.all() else 0)
         t = b + 1
     t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
-    # nothing issued, nothing to drain (the scan alone may be shorter than a drain)
-    return (max(t, int(end.max()) + timing.drain) if nz.size else t), ideal
+    return max(t, idle), ideal
 
 
 def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +109,14 @@ def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, sta
     first layer) and a benchmark runs thousands of images; the recurrence is
     sequential within a scan, so this steps all scans together, one non-zero
     at a time (numpy over the scans), instead of a Python loop per scan.
+    The FIFO rule without counting: a PE starts the columns it keeps in
+    order, so the kept issues still queued at cycle b are its most recent
+    ones, and a dropped issue is queued only until ``b_i + drop_free``, i.e.
+    (issues being at least a cycle apart) only the last ``drop_free`` issues
+    can still hold a dropped slot. So per PE the ``depth`` latest release
+    cycles are among its last ``depth`` kept starts (a ring) and its last
+    ``drop_free`` drops, and issue k may go once b is past the
+    ``depth``-th latest of them in every PE.
     Returns (end of each column phase, ideal cycles of each scan).
     """
     acts = np.asarray(acts)
@@ -112,24 +133,40 @@ def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, sta
     valid = np.arange(kmax)[None, :] < count[:, None]
     ent = entries[order]  # (scans, kmax, N)
     ideal = (ent.max(axis=2, initial=0) * valid).sum(axis=1)
-    cost = np.maximum(ent, 1)
     eb = np.take_along_axis(empty_cum, order // n, axis=1)  # empty groups before each non-zero
-    d = timing.fifo_depth
+    d, lag = timing.fifo_depth, timing.drop_free
+    never = np.iinfo(np.int64).min // 4
     t = np.full(p, start, dtype=np.int64)
     prev = np.zeros(p, dtype=np.int64)
     end = np.zeros((p, n), dtype=np.int64)
-    ring = np.zeros((p, d), dtype=np.int64)  # latest start (over PEs) of issue k - d
+    ring = np.full((p, n, d), never, dtype=np.int64)  # each PE's last d kept starts
+    kept = np.zeros((p, n), dtype=np.int64)  # kept issues so far (ring position)
+    dropped_at = np.full((p, n, lag), never, dtype=np.int64)  # the last `lag` issues' cycles, if dropped
+    idle = np.zeros(p, dtype=np.int64)
+    rows, pes = np.arange(p)[:, None], np.arange(n)[None, :]
     for k in range(kmax):
         a = valid[:, k]
-        tk = t + eb[:, k] - prev
-        b = tk if k < d else np.maximum(tk, ring[:, k % d] + 1)
+        b = t + eb[:, k] - prev
+        # the slots' release cycles: the last d kept starts and the last `lag` drops; the FIFO
+        # has room at b once fewer than d of them are >= b, i.e. b > the d-th latest of them
+        rel = np.concatenate([ring, dropped_at + lag], axis=2)
+        b = np.maximum(b, np.partition(rel, lag, axis=2)[:, :, lag].max(axis=1) + 1)
+        e = ent[:, k]
+        keep = (e > 0) & a[:, None]
+        drop = (e == 0) & a[:, None]
         s = np.maximum(b[:, None] + timing.issue_latency, end)
-        end = np.where(a[:, None], s + cost[:, k], end)
-        ring[:, k % d] = np.where(a, s.max(axis=1), ring[:, k % d])
+        end = np.where(keep, s + e, end)
+        slot = kept % d
+        ring[rows, pes, slot] = np.where(keep, s, ring[rows, pes, slot])
+        kept += keep
+        dropped_at = np.where(a[:, None, None], np.concatenate(
+            [dropped_at[:, :, 1:], np.where(drop, b[:, None], never)[:, :, None]], axis=2), dropped_at)
+        idle = np.maximum(idle, np.where(keep, s + e + timing.drain, 0).max(axis=1))
+        idle = np.maximum(idle, np.where(drop.any(axis=1), b + lag + 1, 0))
         t = np.where(a, b + 1, t)
         prev = np.where(a, eb[:, k], prev)
     t = t + total_empty - prev
-    return np.where(count > 0, np.maximum(t, end.max(axis=1, initial=0) + timing.drain), t), ideal
+    return np.maximum(t, idle), ideal
 
 
 def fc_tail(rows: int, n: int, relu: bool, timing: Timing) -> int:
