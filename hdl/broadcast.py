@@ -76,7 +76,10 @@ class Broadcaster(wiring.Component):
 
         cur_vals = Signal(data.ArrayLayout(unsigned(8), n))
         cur_mask = Signal(n)
-        cur_g = Signal(range(depth + 2))
+        # the next group's word and the one after it, as registers: the bank
+        # address is then one mux on ``consume`` (no adder behind it)
+        fc_a = Signal(range(depth + 2))
+        fc_b = Signal(range(depth + 2))
         gbase = Signal(17)  # column of bank 0 in the current group
         addr = Signal(range(depth + 2))
         for r in rd:
@@ -148,14 +151,15 @@ class Broadcaster(wiring.Component):
                 with m.State("CPRIME1"):  # group 0 arrives; group 1's word on the bus
                     m.d.comb += [addr.eq(s2.word[:aw]), step_in.eq(s2)]
                     m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_at(0, s1)),
-                                 cur_g.eq(0), gbase.eq(0), s1.eq(s2), s2.eq(stepped)]
+                                 gbase.eq(0), s1.eq(s2), s2.eq(stepped)]
                     m.next = "RUN"
                     with m.If(self.clear):
                         m.next = "IDLE"
             with m.State("PRIME"):
                 m.d.comb += addr.eq(cfg.in_base + 1 if conv else 1)
+                base = cfg.in_base if conv else 0
                 m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_of(0)),
-                             cur_g.eq(0), gbase.eq(0)]
+                             fc_a.eq(base + 1), fc_b.eq(base + 2), gbase.eq(0)]
                 m.next = "RUN"
                 with m.If(self.clear):
                     m.next = "IDLE"
@@ -163,12 +167,12 @@ class Broadcaster(wiring.Component):
                 m.d.comb += self.issue.valid.eq(cur_mask != 0)
                 fire = self.issue.valid & self.issue.ready
                 consume = (cur_mask == 0) | (fire & last_bit)
-                fc_addr = Mux(consume, cur_g + 2, cur_g + 1)
                 if conv:
                     m.d.comb += [step_in.eq(s2),
-                                 addr.eq(Mux(cfg.conv, Mux(consume, s2.word, s1.word)[:aw], cfg.in_base + fc_addr))]
+                                 addr.eq(Mux(consume, Mux(cfg.conv, s2.word[:aw], fc_b),
+                                             Mux(cfg.conv, s1.word[:aw], fc_a)))]
                 else:
-                    m.d.comb += addr.eq(fc_addr)
+                    m.d.comb += addr.eq(Mux(consume, fc_b, fc_a))
                 with m.If(fire):
                     m.d.sync += cur_mask.eq(cur_mask & ~(1 << lowest))
                 with m.If(consume):
@@ -178,7 +182,7 @@ class Broadcaster(wiring.Component):
                     with m.Else():
                         m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])),
                                      cur_mask.eq(mask_at(gbase + n, s1) if conv else mask_of(gbase + n)),
-                                     cur_g.eq(cur_g + 1), gbase.eq(gbase + n)]
+                                     fc_a.eq(fc_b), fc_b.eq(fc_b + 1), gbase.eq(gbase + n)]
                         if conv:
                             m.d.sync += [s1.eq(s2), s2.eq(stepped)]
                 with m.If(self.clear):
