@@ -128,9 +128,10 @@ class Broadcaster(wiring.Component):
             def mask_at(base, st):
                 return mask_of(base) & Mux(~cfg.conv | inside(st), (1 << n) - 1, 0)
 
+        base = cfg.in_base if conv else 0  # the fc layer's first group
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += addr.eq(cfg.in_base if conv else 0)
+                m.d.comb += addr.eq(base)
                 with m.If(self.start):
                     m.d.sync += self.done.eq(0)
                     if conv:
@@ -156,8 +157,7 @@ class Broadcaster(wiring.Component):
                     with m.If(self.clear):
                         m.next = "IDLE"
             with m.State("PRIME"):
-                m.d.comb += addr.eq(cfg.in_base + 1 if conv else 1)
-                base = cfg.in_base if conv else 0
+                m.d.comb += addr.eq(base + 1)
                 m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_of(0)),
                              fc_a.eq(base + 1), fc_b.eq(base + 2), gbase.eq(0)]
                 m.next = "RUN"
