@@ -44,7 +44,7 @@ def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int, drain: int) -
 
     data = load_dataset("mnist", data_dir)
     x = data.test.images.reshape(len(data.test), -1)
-    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing(fifo_depth=fifo_depth, drain=drain))
+    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing.engine(fifo_depth, registered=drain == 6))
     return {"images": int(len(x)), "cycles_mean": float(g["cycles"].mean()),
             "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
 

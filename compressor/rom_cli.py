@@ -118,8 +118,9 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fifo-depth", type=int, choices=(2, 4, 8, 16), default=8,
                    help="the engine's per-PE activation FIFO (the iCEBreaker build uses 4), for the cycle model")
     p.add_argument("--drain", type=int, choices=(4, 6), default=6,
-                   help="the PE's decode -> accumulator-write pipeline, for the cycle model: 6 with the "
-                        "block RAM outputs registered (the default engine, the ULX3S), 4 without (the iCEBreaker)")
+                   help="the engine variant, by its PE's decode -> accumulator-write pipeline, for the cycle "
+                        "model: 6 with the block RAM outputs and the tail registered (the default engine, the "
+                        "ULX3S), 4 without (the iCEBreaker; also requantizer latency 4, read-out 3)")
 
 
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
@@ -146,7 +147,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")
-    res = infer(layers, x, Timing(fifo_depth=fifo_depth, drain=drain), cycle_images)
+    res = infer(layers, x, Timing.engine(fifo_depth, registered=drain == 6), cycle_images)
     k = max(len(res["cycles"]), 1)
     return {
         "rom": str(rom_path), "pes": rom.n_pes, "images": int(len(x)),

@@ -14,15 +14,17 @@ first setup cycle of layer 0 to the last argmax compare):
   sequencer leaves when the scan is done and no PE is busy, one cycle after
   it sees both (the PEs stay busy until their last accumulator write).
 * **tail**, hidden layer: all PEs read local row ``i`` (accumulator + bias)
-  in lock-step, ``i = 0 .. ceil(R/N) - 1``, requantize (4 cycles) and write
-  the next layer's bank; the accumulators are cleared as they are read.
-  ``ceil(R/N) + 3`` cycles in the tail states: the last bank writes land in
-  the next layer's first two setup cycles, before the broadcaster reads
+  in lock-step, ``i = 0 .. ceil(R/N) - 1``, requantize (4 cycles, 5 with
+  ``p.bram_out_regs``) and write the next layer's bank; the accumulators are
+  cleared as they are read. ``ceil(R/N) + 3`` (``+ 4``) cycles in the tail
+  states: the last bank writes land in the next layer's second setup cycle, before the broadcaster reads
   group 0 (setup cycles 3-4).
 * **tail**, last layer: rows ``r = 0 .. R-1`` one per cycle (PE ``r mod N``,
   local row ``r div N``), running argmax two cycles after each read (the
   sum is registered, then compared: a strictly greater logit replaces the
-  best, so the lowest index wins ties); ``R + 2`` cycles.
+  best, so the lowest index wins ties); ``R + 2`` cycles. With
+  ``p.bram_out_regs`` every PE's sum is registered first, then the selected
+  one: three cycles, ``R + 3``.
 * **result** (not counted): ``o_res`` beats ``{data, last}``: status
   (``class | error << 16``), cycles, then the ``R`` logits (int32), reading
   the accumulators again and clearing them. After an error: status and
@@ -156,18 +158,25 @@ class Sequencer(wiring.Component):
         ro_valid, ro_sel, ro_row = Signal(), Signal(range(max(2, n))), Signal(16)
         best, best_idx = Signal(signed(32)), Signal(16)
         logit = Signal(signed(32))
-        sums = [self.tail_sum[q] for q in range(n)]
+        # with p.bram_out_regs every PE's tail sum is registered where it leaves the PE, then
+        # selected: block RAM clock-to-out, the bias adder and the N-way select across the chip
+        # were the ULX3S N = 8 critical path (15.0 ns) when they met in one cycle
+        sums, ro1_valid, ro1_sel, ro1_row = list(self.tail_sum), ro_valid, ro_sel, ro_row
+        if p.bram_out_regs:
+            sums = [Signal(signed(32), name=f"tail_sum_q{q}") for q in range(n)]
+            m.d.sync += [sums[q].eq(self.tail_sum[q]) for q in range(n)]
+            ro1_valid, ro1_sel, ro1_row = Signal(), Signal.like(ro_sel), Signal(16)
+            m.d.sync += [ro1_valid.eq(ro_valid), ro1_sel.eq(ro_sel), ro1_row.eq(ro_row)]
         sel_sum = Signal(signed(32))
-        with m.Switch(ro_sel):
+        with m.Switch(ro1_sel):
             for q in range(n):
                 with m.Case(q):
                     m.d.comb += sel_sum.eq(sums[q])
 
-        # running argmax, two cycles after the read: the selected PE's sum is registered first
-        # (block RAM clock-to-out, bias adder and the N-way select were the ECP5's critical path
-        # when the compare followed them in the same cycle), then compared with the best
+        # running argmax, two cycles after the read (three with p.bram_out_regs): the selected
+        # PE's sum is registered, then compared with the best
         ro2_valid, ro2_row, ro2_sum = Signal(), Signal(16), Signal(signed(32))
-        m.d.sync += [ro_valid.eq(0), ro2_valid.eq(ro_valid), ro2_row.eq(ro_row), ro2_sum.eq(sel_sum)]
+        m.d.sync += [ro_valid.eq(0), ro2_valid.eq(ro1_valid), ro2_row.eq(ro1_row), ro2_sum.eq(sel_sum)]
         with m.If(ro2_valid & ((ro2_row == 0) | (ro2_sum > best))):
             m.d.sync += [best.eq(ro2_sum), best_idx.eq(ro2_row)]
 
@@ -329,7 +338,7 @@ class Sequencer(wiring.Component):
             with m.State("TAIL_RQ_DRAIN"):
                 m.d.comb += self.running.eq(1)
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == 1):
+                with m.If(drain == (2 if p.bram_out_regs else 1)):  # the last requantizer write lands in SETUP1
                     m.d.sync += layer.eq(layer + 1)
                     m.next = "SETUP0"
             with m.State("TAIL_RO"):
@@ -338,9 +347,13 @@ class Sequencer(wiring.Component):
                 next_row()
                 with m.If(r + 1 >= cfg.rows):
                     m.next = "TAIL_RO_LAST"
-            with m.State("TAIL_RO_LAST"):  # the last row's sum is registered
-                m.d.comb += self.running.eq(1)
-                m.next = "TAIL_RO_CMP"
+            with m.State("TAIL_RO_LAST"):  # the last row's sum is registered (with p.bram_out_regs:
+                m.d.comb += self.running.eq(1)  # in its PE's register, then selected, TAIL_RO_SEL)
+                m.next = "TAIL_RO_SEL" if p.bram_out_regs else "TAIL_RO_CMP"
+            if p.bram_out_regs:
+                with m.State("TAIL_RO_SEL"):
+                    m.d.comb += self.running.eq(1)
+                    m.next = "TAIL_RO_CMP"
             with m.State("TAIL_RO_CMP"):  # ... and compared
                 m.d.comb += self.running.eq(1)
                 reset_rows()
@@ -373,7 +386,10 @@ class Sequencer(wiring.Component):
                 for q in range(n):
                     m.d.comb += self.tail_clear[q].eq(tq == q)
                 m.d.sync += ro_sel.eq(tq)
-                m.next = "OUT_CAP"
+                m.next = "OUT_REG" if p.bram_out_regs else "OUT_CAP"
+            if p.bram_out_regs:
+                with m.State("OUT_REG"):  # the PEs' sums registered (ro1_sel follows ro_sel)
+                    m.next = "OUT_CAP"
             with m.State("OUT_CAP"):
                 m.d.sync += logit.eq(sel_sum)
                 m.next = "OUT_SEND"

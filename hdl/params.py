@@ -60,8 +60,11 @@ class EngineParams:
     conv: bool = False
     conv_dim: int = 10  # bits of a feature map's height, width and words per pixel
     # the symbol and accumulator block RAMs' outputs registered before any logic (hdl/decode.py,
-    # hdl/mac.py): two more cycles of drain (Timing.drain 6 instead of 4) for the ECP5, whose
-    # DP16KD clock-to-out is a third of its cycle; the iCE40 build is faster without them
+    # hdl/mac.py; two more cycles of drain), the requantizer's product summed in a stage of its own
+    # (hdl/requant.py) and the PEs' read-out sums registered before their N-way select
+    # (hdl/engine.py): for the ECP5, whose DP16KD clock-to-out is a third of its cycle and whose
+    # DSPs sit far from the logic; the iCE40 build is smaller and as fast without them
+    # (Timing.engine gives the cycle model's constants of both)
     bram_out_regs: bool = True
 
     def __post_init__(self) -> None:
@@ -72,7 +75,7 @@ class EngineParams:
 
     def timing(self) -> Timing:
         """The golden cycle model's constants for this engine (its FIFO depth is a parameter)."""
-        return Timing(fifo_depth=self.fifo_depth, drain=self.drain)
+        return Timing.engine(self.fifo_depth, registered=self.bram_out_regs)
 
     @property
     def drain(self) -> int:

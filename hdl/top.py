@@ -84,7 +84,7 @@ class Accelerator(wiring.Component):
                              pe.load.payload.odd.eq(self.load.payload.odd),
                              pe.load.payload.addr.eq(self.load.payload.addr),
                              pe.load.payload.data.eq(self.load.payload.data)]
-            rq = Requantizer(seq.aw, p.conv, p.acc_depth)
+            rq = Requantizer(seq.aw, p.conv, p.acc_depth, split=p.bram_out_regs)
             m.submodules[f"pe{q}"] = pe
             m.submodules[f"rq{q}"] = rq
             pes.append(pe)

@@ -23,7 +23,7 @@ from sim.testnets import extreme_net
 N = 3  # extreme_net's rows 40, 33, 10: in the tails of 40 and 10 rows some PEs have no row
 T = Timing()
 BC_PRIME = 2  # hdl/broadcast.py: `start` in cycle s reads group 0, the scan starts in s + 2
-RQ_PIPE = 4  # hdl/requant.py: an input accepted in cycle t is written to its bank in t + 4
+RQ_PIPE = 5  # hdl/requant.py: an input accepted in cycle t is written to its bank in t + 5
 POISON = 0x2BADBEEF  # a fake PE's tail_sum when it was not read the cycle before
 
 

@@ -45,16 +45,31 @@ class Timing:
     setup: int = 4  # per layer: descriptor fetch before the first scan slot
     issue_latency: int = 5  # broadcast -> earliest PE start (pointer read, register, queue, fetch, land)
     drain: int = 6  # last decode -> accumulator written (index, symbol read and registered, codebook, multiply, read registered, add)
-    requant_latency: int = 4  # hidden layers: idle detect + bias/requantize pipeline + write
-    readout_latency: int = 3  # last layer: idle detect + last sum registered + final argmax compare
+    requant_latency: int = 5  # hidden layers: idle detect + bias/requantize pipeline + write
+    readout_latency: int = 4  # last layer: idle detect + last sum registered, selected, compared
     # conv layers (conv_layer_cycles): a position's broadcaster start -> its first scan slot;
     # after the tail's reads -> the next position's start; after the last position's reads -> next layer
     pos_start: int = 3
     pos_gap: int = 2
-    conv_drain: int = 4
+    conv_drain: int = 5
     # a column a PE holds nothing of (its pointer flags: empty) leaves the PE's FIFO this many
     # cycles after its issue, never reaching the decoder (hdl/fetch.py); usable and idle one later
     drop_free: int = 2
+
+    @classmethod
+    def engine(cls, fifo_depth: int = 8, registered: bool = True) -> Timing:
+        """The constants of one of the RTL's two variants (``EngineParams.bram_out_regs``).
+
+        ``registered`` (the default engine, the ULX3S): the symbol and accumulator
+        block RAM outputs registered (``drain`` 6), the requantizer's product summed
+        in a stage of its own (``requant_latency`` and ``conv_drain`` 5) and every
+        PE's read-out sum registered before the N-way select (``readout_latency``
+        4), for the ECP5's DSP and block RAM delays; without (the iCEBreaker,
+        whose limit is its decode loop): 4, 4, 4 and 3, and fewer LUTs.
+        """
+        if registered:
+            return cls(fifo_depth=fifo_depth)
+        return cls(fifo_depth=fifo_depth, drain=4, requant_latency=4, conv_drain=4, readout_latency=3)
 
 
 def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
