@@ -72,7 +72,8 @@ class Timing:
         return cls(fifo_depth=fifo_depth, drain=4, requant_latency=4, conv_drain=4, readout_latency=3)
 
 
-def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
+def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int,
+                contexts: int = 1) -> tuple[int, int]:
     """(end of the column phase, ideal cycles) of one scan of ``acts`` whose first slot is cycle ``start``.
 
     The broadcaster scans the activations in groups of N (one bank per PE),
@@ -86,6 +87,10 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
 
     This is the reference, written as the rules read (the FIFO occupancy is
     counted outright); :func:`scan_cycles_batch` is the fast one, tested equal.
+    ``contexts`` (1 in the RTL) models a PE with that many decode contexts, which
+    benchmarks/two_context.py costs: a PE's i-th kept column starts on context
+    i mod ``contexts`` once that context is free and takes ``contexts`` cycles
+    per entry.
     """
     n = entries.shape[1]
     nz = np.flatnonzero(acts)
@@ -94,7 +99,9 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
     per_group = np.bincount(nz // n, minlength=groups)
     t = start
     freed = np.zeros((nz.size, n), dtype=np.int64)  # the cycle each issue leaves each PE's FIFO
-    end = np.zeros(n, dtype=np.int64)  # each PE's end of its last started column
+    end = np.zeros((n, contexts), dtype=np.int64)  # each PE context's end of its last started column
+    kept = np.zeros(n, dtype=np.int64)  # columns each PE has started
+    pes = np.arange(n)
     idle = 0  # from this cycle on no PE is busy with the issues so far
     # empty groups before each non-zero cost one scan cycle each
     empty_before = np.cumsum(per_group == 0)[nz // n]
@@ -107,10 +114,12 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
             b += 1
         e = entries[nz[k]]
         keep = e > 0
-        s = np.maximum(b + timing.issue_latency, end)
+        ctx = kept % contexts
+        s = np.maximum(b + timing.issue_latency, end[pes, ctx])
         freed[k] = np.where(keep, s, b + timing.drop_free)
-        end = np.where(keep, s + e, end)
-        idle = max(idle, int((s + e + timing.drain).max()) if keep.any() else 0,
+        end[pes, ctx] = np.where(keep, s + contexts * e, end[pes, ctx])
+        kept += keep
+        idle = max(idle, int((s + contexts * e + timing.drain).max()) if keep.any() else 0,
                    b + timing.drop_free + 1 if not keep.all() else 0)
         t = b + 1
     t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
