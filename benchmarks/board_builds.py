@@ -37,14 +37,15 @@ MODEL = MODELS["lenet300"]
 DEFAULT = ["icebreaker:1:24", "ulx3s:8:50", "ulx3s:4:50"]
 
 
-def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int, drain: int) -> dict:
+def golden_cycles(rom_path: Path, data_dir: Path, fifo_depth: int, drain: int, contexts: int = 1) -> dict:
     from compressor.contract.data import load_dataset
     from compressor.contract.golden import Timing, decode_rom, infer
     from compressor.contract.rom import load
 
     data = load_dataset("mnist", data_dir)
     x = data.test.images.reshape(len(data.test), -1)
-    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing.engine(fifo_depth, registered=drain == 6))
+    g = infer(decode_rom(load(rom_path), str(rom_path)), x, Timing.engine(fifo_depth, registered=drain == 6,
+                                                                                contexts=contexts))
     return {"images": int(len(x)), "cycles_mean": float(g["cycles"].mean()),
             "cycles_max": int(g["cycles"].max()), "error": float((g["pred"] != data.test.labels).mean())}
 
@@ -59,18 +60,18 @@ def rtl_version() -> str:
 
 
 def run(board: str, n: int, mhz: float, out: Path, data_dir: Path, seed: int = 1, max_len: int = 12,
-        model: Path = MODEL) -> dict:
+        model: Path = MODEL, contexts: int = 1) -> dict:
     rom = out / f"{model.stem}_n{n}_l{max_len}.rom"
     make_rom(model, n, rom, data_dir, max_len)
     cmd = [BIN, "board", "build", board, "--rom", rom, "--pes", str(n), "-o", out / f"{board}_n{n}",
-           "--freq", f"{mhz:g}", "--seed", str(seed), "--json"]
+           "--freq", f"{mhz:g}", "--seed", str(seed), "--contexts", str(contexts), "--json"]
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"board": board, "n_pes": n, "target_mhz": mhz, "built": False,
                 "error": (r.stderr.strip().splitlines() or ["?"])[-1], "seconds": round(time.time() - t0, 1)}
     rep = json.loads(r.stdout)
-    cyc = golden_cycles(rom, data_dir, rep["fifo_depth"], rep["drain"])
+    cyc = golden_cycles(rom, data_dir, rep["fifo_depth"], rep["drain"], rep["contexts"])
     clock = rep["target_mhz"] if rep["timing_met"] else rep["fmax_mhz"]
     rep.update(built=True, rtl=rtl_version(), n_pes=n, max_code_len=max_len, model=str(model.relative_to(ROOT)), rom_bytes=rom.stat().st_size, cycles=cyc,
                engine_images_per_s=round(clock * 1e6 / cyc["cycles_mean"]),
@@ -91,6 +92,8 @@ def main() -> int:
                     help="Huffman code length bound L of the ROM (repeatable: one build per L; default 12; "
                          "records of L != 12 are keyed board:N:MHz[:seed]:L<L>)")
     ap.add_argument("--keep", type=Path, help="keep ROMs and build directories here")
+    ap.add_argument("--contexts", type=int, choices=(1, 2), default=1,
+                    help="decode contexts per PE (records of 2 are keyed board:N:MHz[:seed]:ctx2)")
     args = ap.parse_args()
     out_json = RESULTS / "board_builds.json"
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
@@ -104,11 +107,13 @@ def main() -> int:
             for max_len in args.max_code_len or [12]:
                 board, n, mhz, *seed = spec.split(":")  # board:N:MHz[:seed]
                 rec = run(board, int(n), float(mhz), work, args.data_dir.resolve(), int(seed[0]) if seed else 1,
-                          max_len, MODELS[args.arch])
+                          max_len, MODELS[args.arch], args.contexts)
                 lopt = ("" if max_len == 12 else f" --max-code-len {max_len}") + \
-                    ("" if args.arch == "lenet300" else f" --arch {args.arch}")
+                    ("" if args.arch == "lenet300" else f" --arch {args.arch}") + \
+                    ("" if args.contexts == 1 else f" --contexts {args.contexts}")
                 rec["command"] = f".venv/bin/python benchmarks/board_builds.py --only {shlex.quote(spec)}{lopt}"
-                key = spec if max_len == 12 else f"{spec}:L{max_len}"
+                key = (spec if max_len == 12 else f"{spec}:L{max_len}") + \
+                    ("" if args.contexts == 1 else f":ctx{args.contexts}")
                 # read again before writing: another run (a build takes up to 40 minutes) may have
                 # added its records meanwhile
                 doc = json.loads(out_json.read_text()) if out_json.is_file() else doc

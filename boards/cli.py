@@ -64,6 +64,9 @@ def add_board_args(p: argparse.ArgumentParser) -> None:
                      "(default: ulx3s 50, icebreaker 24)")
     bld.add_argument("--baud", type=BAUD_RATE, default=BAUD, help="UART baud rate of the host link")
     bld.add_argument("--seed", type=SEED, default=1, help="nextpnr placement seed")
+    bld.add_argument("--contexts", type=int, choices=(1, 2), default=1,
+                     help="decode contexts per PE: 2 cuts the decode loop in two stages, two columns in flight "
+                          "(more clock for more logic; `deepcomp golden --contexts 2` gives its cycles)")
     bld.add_argument("--json", action="store_true", help="print one JSON object")
     bld.set_defaults(board_run=run_build)
 
@@ -151,8 +154,8 @@ def run_build(args: argparse.Namespace) -> int:
         if not 16 <= freq <= 275:
             raise DeepcompError(f"--freq {freq:g}: the iCE40 PLL makes 16..275 MHz")
         image, _ = read_image(args.rom, args.pes)
-        icebreaker.engine_params(image)  # fails early (one line) if the image cannot fit the SPRAM
-        rep = icebreaker.build(image, args.out, freq, args.baud, args.seed)
+        icebreaker.engine_params(image, args.contexts)  # fails early (one line) if the image cannot fit
+        rep = icebreaker.build(image, args.out, freq, args.baud, args.seed, args.contexts)
         cells = (f"{rep['luts']}/{rep['luts_available']} LC, {rep['bram']}/{rep['bram_available']} EBR, "
                  f"{rep['spram']}/{rep['spram_available']} SPRAM, {rep['dsp']}/{rep['dsp_available']} DSP")
     else:
@@ -160,7 +163,7 @@ def run_build(args: argparse.Namespace) -> int:
         if not 3.125 <= freq <= 400:
             raise DeepcompError(f"--freq {freq:g}: the ULX3S PLL makes 3.125..400 MHz")
         image, _ = read_image(args.rom, args.pes)
-        rep = ulx3s.build(image, args.out, freq, args.baud, args.seed)
+        rep = ulx3s.build(image, args.out, freq, args.baud, args.seed, args.contexts)
         cells = (f"{rep['luts']}/{rep['luts_available']} LUT4, {rep['bram']}/{rep['bram_available']} DP16KD, "
                  f"{rep['dsp']}/{rep['dsp_available']} MULT18X18D")
     rep["rom"] = str(args.rom)

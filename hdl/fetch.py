@@ -61,6 +61,7 @@ from .layouts import (
     layer_layout,
     queue_layout,
 )
+from .onehot import or_reduce
 from .params import EngineParams
 from .spram import SinglePortRAM
 
@@ -86,6 +87,10 @@ class Fetch(wiring.Component):
             "clear": In(1),
             "col": Out(ColumnSignature(p)),
             "bits": Out(BitsSignature(p)),
+            # with p.contexts == 2 (hdl/pe.py): the context in the decoder's S1 this cycle, and
+            # the broadcaster's start of a scan (the next issue goes to context 0)
+            "phase": In(1),
+            "start": In(1),
         })
 
     def elaborate(self, platform):
@@ -119,34 +124,60 @@ class Fetch(wiring.Component):
         # bad << 1 | empty per pointer row (params.contents): no comparators after the pointer
         # reads, which sat on the iCE40 critical path (pointer RAM -> digest -> fetch enable)
         m.submodules.p_flags = p_flags = Memory(shape=2, depth=max(2, p.ptr_rows), init=init["ptr_flags"])
-        m.submodules.queue = queue = Memory(shape=queue_layout(p), depth=D, init=[])
-        pe_rd, po_rd, pf_rd = p_even.read_port(), p_odd.read_port(), p_flags.read_port()
-        q_wr = queue.write_port()
-        qf = queue.read_port(domain="comb")  # fetcher's peek beyond the head
-        qh = queue.read_port(domain="comb")  # decoder's head
+        C = p.contexts
+        two = C == 2
+        ph = self.phase  # with two contexts: the one the fetcher serves (the decoder's S1) this cycle
 
-        # --- FIFO bookkeeping: pointers with a wrap bit -----------------------------------
-        wptr = Signal(kq + 1)  # entries written
-        fidx = Signal(kq + 1)  # next entry whose first fetch is not yet issued
-        landed = Signal(kq + 1)  # entries whose first fetch is in the bit buffer
-        head = Signal(kq + 1)  # next entry the decoder pops
-        count = Signal(range(D + 1))  # issued and not yet popped (what the broadcaster sees)
-        m.d.comb += self.issue.ready.eq(count < D)
+        def sel(values, by=ph):
+            """The current context's copy of a per-context value (the only one with one context)."""
+            return values[0] if not two else Mux(by, values[1], values[0])
+
+        def mine(c, by=ph):
+            """This cycle is context ``c``'s (always, with one context)."""
+            return (by == c) if two else Const(1)
+
+        qwr, qf, qh = [], [], []  # per context: the queue's write port, fetcher peek, decoder head
+        for c in range(C):
+            queue = Memory(shape=queue_layout(p), depth=D, init=[])
+            m.submodules[f"queue{c}" if two else "queue"] = queue
+            qwr.append(queue.write_port())
+            qf.append(queue.read_port(domain="comb"))  # fetcher's peek beyond the head
+            qh.append(queue.read_port(domain="comb"))  # decoder's head
+        pe_rd, po_rd, pf_rd = p_even.read_port(), p_odd.read_port(), p_flags.read_port()
+
+        # --- FIFO bookkeeping, per context: pointers with a wrap bit ----------------------
+        def per(make):
+            return [make(c) for c in range(C)]
+        wptr = per(lambda c: Signal(kq + 1, name=f"wptr{c}"))  # entries written
+        fidx = per(lambda c: Signal(kq + 1, name=f"fidx{c}"))  # next entry whose first fetch is not yet issued
+        landed = per(lambda c: Signal(kq + 1, name=f"landed{c}"))  # entries whose first fetch is in the bit buffer
+        head = per(lambda c: Signal(kq + 1, name=f"head{c}"))  # next entry the decoder pops
+        count = per(lambda c: Signal(range(D + 1), name=f"count{c}"))  # issued, not yet popped or dropped
+        # with two contexts issue k of a scan goes to context k mod 2 (`ictx`, the same in every PE)
+        ictx = Signal()
+        m.d.comb += self.issue.ready.eq(sel([k < D for k in count], ictx))
         issued = Signal()
         m.d.comb += issued.eq(self.issue.valid & self.issue.ready)
+        if two:
+            with m.If(issued):
+                m.d.sync += ictx.eq(~ictx)
+            with m.If(self.start):
+                m.d.sync += ictx.eq(0)
 
         # issue stage: read pointer rows g = ptr_base + col and g + 1 from the even/odd banks
         g = Signal(range(2 * p.ptr_rows + 2))
         m.d.comb += [g.eq(cfg.ptr_base + self.issue.payload.col),
                      pe_rd.addr.eq((g + 1) >> 1), po_rd.addr.eq(g >> 1), pf_rd.addr.eq(g)]
-        rd_valid, rd_odd, rd_act = Signal(), Signal(), Signal(8)
+        rd_valid, rd_odd, rd_act, rd_ctx = Signal(), Signal(), Signal(8), Signal()
         m.d.sync += [rd_valid.eq(issued), rd_odd.eq(g[0]), rd_act.eq(self.issue.payload.act)]
         # b+1: the pointer rows registered as they leave the memories, so the digest below does
         # not hang off the block RAMs' clock-to-out (it was the iCE40's critical path)
-        ptr_valid, ptr_odd, ptr_act = Signal(), Signal(), Signal(8)
+        ptr_valid, ptr_odd, ptr_act, ptr_ctx = Signal(), Signal(), Signal(8), Signal()
         ptr_e, ptr_o, ptr_f = Signal(p.ptr_width), Signal(p.ptr_width), Signal(2)
         m.d.sync += [ptr_valid.eq(rd_valid), ptr_odd.eq(rd_odd), ptr_act.eq(rd_act),
                      ptr_e.eq(pe_rd.data), ptr_o.eq(po_rd.data), ptr_f.eq(pf_rd.data)]
+        if two:
+            m.d.sync += [rd_ctx.eq(ictx), ptr_ctx.eq(rd_ctx)]
         # b+2: digest the segment for the fetcher and the decoder (off their paths)
         seg_start, seg_end = Signal(p.ptr_width), Signal(p.ptr_width)
         m.d.comb += [seg_start.eq(Mux(ptr_odd, ptr_o, ptr_e)),
@@ -166,60 +197,94 @@ class Fetch(wiring.Component):
         # decoded; its FIFO slot is free again next cycle (the cycle model's drop_free = 2)
         drop, keep = Signal(), Signal()
         m.d.comb += [drop.eq(ptr_valid & ptr_f[0]), keep.eq(ptr_valid & ~ptr_f[0])]
-        dg = q_wr.data  # the digest, written to the FIFO and (bypass) seen by the fetcher now
-        m.d.comb += [q_wr.addr.eq(wptr[:kq]), q_wr.en.eq(keep),
-                     dg.act.eq(ptr_act), dg.ea.eq((word0 + 1) >> 1), dg.oa.eq(word0 >> 1),
+        dg = Signal(queue_layout(p))  # the digest, written to the FIFO and (bypass) seen by the fetcher now
+        m.d.comb += [dg.act.eq(ptr_act), dg.ea.eq((word0 + 1) >> 1), dg.oa.eq(word0 >> 1),
                      dg.odd.eq(word0[0]), dg.skip.eq(seg_start[:4]), dg.len.eq(seg_len),
                      dg.nb0.eq(nb0), dg.short.eq(seg_len < 16), dg.bad.eq(ptr_f[1])]
-        with m.If(keep):
-            m.d.sync += wptr.eq(wptr + 1)
+        for c in range(C):
+            m.d.comb += [qwr[c].addr.eq(wptr[c][:kq]), qwr[c].data.eq(dg), qwr[c].en.eq(keep & mine(c, ptr_ctx))]
+            with m.If(keep & mine(c, ptr_ctx)):
+                m.d.sync += wptr[c].eq(wptr[c] + 1)
 
         # the landing pipeline: a fetch issued at t reads the stream banks (data at t + 1, stage
         # A: the window is aligned -- skip dropped, bits past the segment cleared -- and
-        # registered), then is placed behind the held bits at t + 2 (stage B); decodable at t + 3
+        # registered), then is placed behind the held bits at t + 2 (stage B); decodable at t + 3.
+        # With two contexts the placed window is registered (stage P) and merged at t + 3, into
+        # the context in the decoder's S2 then, which is the one the fetch was for
         a_nb, a_odd, a_skip = Signal(6), Signal(), Signal(4)  # fetch in the memories
         b_nb, b_bits = Signal(6), Signal(32)  # aligned window being placed
 
         # --- fetcher (registers and the FIFO peek, or the digest being written: bypass) -----
-        seg_active = Signal()  # mid-segment: more fetches of the current segment to go
-        f_ea, f_oa, f_odd = Signal.like(dg.ea), Signal.like(dg.oa), Signal()
-        f_left = Signal(p.ptr_width)  # bits of the segment after the next fetch's
-        f_nb = Signal(6)  # bits the next fetch of the segment brings: min(left, 32)
-        m.d.comb += qf.addr.eq(fidx[:kq])
+        # the served context's segment state: with two contexts it rotates (`cur` is the served
+        # context's, `other` the other's; each cycle they swap), so no mux picks it
+        def seg_state(tag):
+            return {"active": Signal(name=f"seg_active{tag}"),  # more fetches of the segment to go
+                    "ea": Signal.like(dg.ea, name=f"f_ea{tag}"), "oa": Signal.like(dg.oa, name=f"f_oa{tag}"),
+                    "odd": Signal(name=f"f_odd{tag}"),
+                    "left": Signal(p.ptr_width, name=f"f_left{tag}"),  # bits of the segment after the next fetch's
+                    "nb": Signal(6, name=f"f_nb{tag}")}  # bits the next fetch of the segment brings: min(left, 32)
+        cur = seg_state("")
+        other = seg_state("_other") if two else None
+        sa = cur["active"]
+        for c in range(C):
+            m.d.comb += qf[c].addr.eq(fidx[c][:kq])
         # the fetcher has caught up with the FIFO: take the entry being written this cycle
         # directly, so a column's first fetch goes out at b + 2 (usable at b + 5)
-        bypass = keep & (fidx == wptr)
-        has_next = (fidx != wptr) | keep
+        qfd = Signal(queue_layout(p))  # the served context's entry after its last first-fetched one
+        behind = Signal()  # the served context has entries written but not yet first-fetched
+        if two:
+            # next cycle's context is the other one, whose FIFO pointers this cycle does not move:
+            # its peek (or the digest written into that slot now) and its pointers' compare are
+            # registered a cycle ahead, off the fetch path
+            nxt = ~ph
+            written = keep & (ptr_ctx == nxt)
+            caught_up = sel(fidx, nxt) == sel(wptr, nxt)
+            m.d.sync += [qfd.eq(Mux(written & caught_up, dg.as_value(), sel([q.data.as_value() for q in qf], nxt))),
+                         behind.eq(~caught_up | written)]
+            keep_x = keep & (ptr_ctx == ph)
+        else:
+            m.d.comb += [qfd.eq(qf[0].data), behind.eq(fidx[0] != wptr[0])]
+            keep_x = keep
+        bypass = keep_x & ~behind
+        has_next = behind | keep_x
         nx = Signal(queue_layout(p))
-        m.d.comb += nx.eq(Mux(bypass, dg.as_value(), qf.data.as_value()))
-        ea, oa, odd = Signal.like(f_ea), Signal.like(f_oa), Signal()
+        m.d.comb += nx.eq(Mux(bypass, dg.as_value(), qfd.as_value()))
+        ea, oa, odd = Signal.like(dg.ea), Signal.like(dg.oa), Signal()
         skip, nb = Signal(4), Signal(6)
-        m.d.comb += [ea.eq(Mux(seg_active, f_ea, nx.ea)), oa.eq(Mux(seg_active, f_oa, nx.oa)),
-                     odd.eq(Mux(seg_active, f_odd, nx.odd)),
-                     skip.eq(Mux(seg_active, 0, nx.skip)),
-                     nb.eq(Mux(seg_active, f_nb, nx.nb0))]
-        seg_skip = ~seg_active & nx.bad  # corrupt: nothing to fetch, pass it
-        room = Signal()  # both fetches in flight counted: registers only
-        m.d.comb += room.eq((held + a_nb + b_nb) <= (B - 32))
+        m.d.comb += [ea.eq(Mux(sa, cur["ea"], nx.ea)), oa.eq(Mux(sa, cur["oa"], nx.oa)),
+                     odd.eq(Mux(sa, cur["odd"], nx.odd)),
+                     skip.eq(Mux(sa, 0, nx.skip)),
+                     nb.eq(Mux(sa, cur["nb"], nx.nb0))]
+        seg_skip = ~sa & nx.bad  # corrupt: nothing to fetch, pass it
+        # room for 32 more bits: every fetch of this context still in flight counted (with two
+        # contexts the one in stage B; stage A holds the other context's): registers only
+        room = Signal()
+        m.d.comb += room.eq(((held + b_nb) if two else (held + a_nb + b_nb)) <= (B - 32))
         do_fetch, do_pass = Signal(), Signal()
-        m.d.comb += [do_fetch.eq((seg_active | has_next) & ~seg_skip & room),
+        m.d.comb += [do_fetch.eq((sa | has_next) & ~seg_skip & room),
                      do_pass.eq(has_next & seg_skip)]
         m.d.comb += [se_addr.eq(ea), so_addr.eq(oa)]
         m.d.sync += [a_nb.eq(Mux(do_fetch, nb, 0)), a_odd.eq(odd), a_skip.eq(skip)]
         # after this fetch: from registers (mid-segment, FIFO), or precomputed from the pointers
         # (bypass: no subtraction after the pointer memories' outputs)
         rest = Signal(p.ptr_width)
-        m.d.comb += rest.eq(Mux(seg_active, f_left, qf.data.len) - Mux(seg_active, f_nb, qf.data.nb0))
-        first_bypass = ~seg_active & bypass
-        with m.If(do_fetch):
-            m.d.sync += [f_ea.eq(ea + 1), f_oa.eq(oa + 1), f_odd.eq(odd),
-                         f_left.eq(Mux(first_bypass, rest0, rest)),
-                         f_nb.eq(Mux(first_bypass, nb1, Mux(rest < 32, rest, 32))),
-                         seg_active.eq(Mux(first_bypass, more0, rest != 0))]
-        with m.If((do_fetch & ~seg_active) | do_pass):
-            m.d.sync += fidx.eq(fidx + 1)
-        landed1 = Signal.like(landed)
-        m.d.sync += [landed1.eq(fidx), landed.eq(landed1)]  # first fetch issued at t: usable t + 3
+        m.d.comb += rest.eq(Mux(sa, cur["left"], qfd.len) - Mux(sa, cur["nb"], qfd.nb0))
+        first_bypass = ~sa & bypass
+        after = {"ea": ea + 1, "oa": oa + 1, "odd": odd, "left": Mux(first_bypass, rest0, rest),
+                 "nb": Mux(first_bypass, nb1, Mux(rest < 32, rest, 32)),
+                 "active": Mux(first_bypass, more0, rest != 0)}
+        if two:
+            m.d.sync += [cur[k].eq(other[k]) for k in cur]
+            m.d.sync += [other[k].eq(Mux(do_fetch, after[k], cur[k])) for k in cur]
+        else:
+            with m.If(do_fetch):
+                m.d.sync += [cur[k].eq(after[k]) for k in cur]
+        for c in range(C):
+            with m.If(((do_fetch & ~sa) | do_pass) & mine(c)):
+                m.d.sync += fidx[c].eq(fidx[c] + 1)
+        landed1 = per(lambda c: Signal.like(landed[c], name=f"landed1_{c}"))
+        for c in range(C):  # first fetch issued at t: usable t + 3 (two contexts: its S1 at t + 4)
+            m.d.sync += [landed1[c].eq(fidx[c]), landed[c].eq(landed1[c])]
 
         # stage A: the 32-bit window (first word high), skip bits dropped, a_nb bits kept
         first_w = Mux(a_odd, so_data, se_data)
@@ -228,20 +293,34 @@ class Fetch(wiring.Component):
         m.d.sync += [b_bits.eq(aligned), b_nb.eq(a_nb)]
         # stage B: behind the held bits (held <= B - 32 whenever b_nb > 0, by the room rule)
         sh = held[: max(1, (B - 32).bit_length())]
-        m.d.comb += [self.bits.bits.eq(Cat(Const(0, B - 32), b_bits) >> sh), self.bits.nb.eq(b_nb)]
+        placed = Cat(Const(0, B - 32), b_bits) >> sh
+        if two:  # stage P: registered, merged next cycle (the context is then in S2)
+            land, land_nb = Signal(B), Signal(6)
+            m.d.sync += [land.eq(placed), land_nb.eq(b_nb)]
+            m.d.comb += [self.bits.bits.eq(land), self.bits.nb.eq(land_nb)]
+        else:
+            m.d.comb += [self.bits.bits.eq(placed), self.bits.nb.eq(b_nb)]
 
         # --- the FIFO head, offered to the decoder once its first fetch has landed ---------
-        hd, col = qh.data, self.col
-        m.d.comb += [qh.addr.eq(head[:kq]), col.valid.eq(head != landed),
+        hd, col = Signal(queue_layout(p)), self.col
+        for c in range(C):
+            m.d.comb += qh[c].addr.eq(head[c][:kq])
+        m.d.comb += [hd.eq(sel([q.data.as_value() for q in qh])),
+                     col.valid.eq(sel([h != ld for h, ld in zip(head, landed, strict=True)])),
                      col.payload.act.eq(hd.act), col.payload.len.eq(hd.len),
                      col.payload.short.eq(hd.short), col.payload.bad.eq(hd.bad)]
-        with m.If(col.pop):
-            m.d.sync += head.eq(head + 1)
-        m.d.sync += count.eq(count + issued - col.pop - drop)
-        m.d.comb += col.pending.eq(count != 0)
+        for c in range(C):
+            with m.If(col.pop & mine(c)):
+                m.d.sync += head[c].eq(head[c] + 1)
+            m.d.sync += count[c].eq(count[c] + (issued & mine(c, ictx)) - (col.pop & mine(c)) - (drop & mine(c, ptr_ctx)))
+        m.d.comb += col.pending.eq(or_reduce([k != 0 for k in count]))
 
         with m.If(self.clear):
-            m.d.sync += [wptr.eq(0), fidx.eq(0), landed.eq(0), head.eq(0), count.eq(0),
-                         rd_valid.eq(0), ptr_valid.eq(0), seg_active.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0),
-                         landed1.eq(0)]
+            m.d.sync += [rd_valid.eq(0), ptr_valid.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0), ictx.eq(0)]
+            for c in range(C):
+                m.d.sync += [wptr[c].eq(0), fidx[c].eq(0), landed[c].eq(0), head[c].eq(0), count[c].eq(0),
+                             landed1[c].eq(0)]
+            m.d.sync += cur["active"].eq(0)
+            if two:
+                m.d.sync += [land_nb.eq(0), other["active"].eq(0), behind.eq(0)]
         return m

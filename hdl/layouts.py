@@ -109,9 +109,11 @@ def SymbolSignature(p: EngineParams) -> wiring.Signature:
     activation; ``sym``: ``z << wbits_max | w`` (the symbol memory's output).
     ``bad_row`` (from the MAC): this symbol is a real weight on a row past the
     PE's rows -- a corrupt stream, registered into the decoder's sticky error.
+    ``ctx`` (two decode contexts only): the context, whose column position the MAC keeps.
     """
+    ctx = {"ctx": Out(1)} if p.contexts == 2 else {}  # the decode context the symbol is of
     return wiring.Signature({"valid": Out(1), "first": Out(1), "act": Out(8), "sym": Out(p.sym_width),
-                             "bad_row": In(1)})
+                             **ctx, "bad_row": In(1)})
 
 
 def StatusSignature() -> wiring.Signature:

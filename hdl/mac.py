@@ -68,8 +68,12 @@ class MAC(wiring.Component):
 
         # --- S: symbol -> (z, w), relative position, row check, codebook read ---------------
         pos_w = bits_for(p.acc_depth + (1 << p.zbits_max)) + 1
-        pos = Signal(pos_w)
-        beyond = Signal()
+        # the column position and the past-the-rows flag, one pair per decode context
+        ctx_pos = [Signal(pos_w, name=f"pos{c}") for c in range(p.contexts)]
+        ctx_beyond = [Signal(name=f"beyond{c}") for c in range(p.contexts)]
+        pos, beyond = ctx_pos[0], ctx_beyond[0]
+        if p.contexts == 2:
+            pos, beyond = Mux(sym.ctx, ctx_pos[1], ctx_pos[0]), Mux(sym.ctx, ctx_beyond[1], ctx_beyond[0])
         z = Signal(p.sym_width)
         w = Signal(p.wbits_max)
         m.d.comb += [z.eq(sym.sym[p.wbits_max:]), w.eq(sym.sym[:p.wbits_max])]  # params.contents
@@ -78,8 +82,9 @@ class MAC(wiring.Component):
         past = (pos_new * p.n_pes + self.index) >= cfg.rows
         beyond_new = Signal()
         m.d.comb += beyond_new.eq(Mux(sym.first, 0, beyond) | past)
-        with m.If(sym.valid):
-            m.d.sync += [pos.eq(pos_new), beyond.eq(beyond_new)]
+        for c in range(p.contexts):
+            with m.If(sym.valid & ((sym.ctx == c) if p.contexts == 2 else 1)):
+                m.d.sync += [ctx_pos[c].eq(pos_new), ctx_beyond[c].eq(beyond_new)]
         m.d.comb += sym.bad_row.eq(sym.valid & (w != 0) & beyond_new)
         mac = sym.valid & (w != 0) & ~beyond_new
         m.d.comb += cb_rd.addr.eq(cfg.cb_base + w)

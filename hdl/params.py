@@ -66,8 +66,15 @@ class EngineParams:
     # DSPs sit far from the logic; the iCE40 build is smaller and as fast without them
     # (Timing.engine gives the cycle model's constants of both)
     bram_out_regs: bool = True
+    # decode contexts per PE: 2 cuts the decode loop in two stages (a register after the
+    # comparators, the landing window placed a stage earlier) and keeps two columns in flight,
+    # decoded in alternate cycles, each context with a FIFO of fifo_depth entries (hdl/decode.py,
+    # hdl/fetch.py; Timing.contexts)
+    contexts: int = 1
 
     def __post_init__(self) -> None:
+        if self.contexts not in (1, 2):
+            raise DeepcompError(f"engine: {self.contexts} decode contexts per PE, must be 1 or 2")
         if not 1 <= self.n_pes <= 64:
             raise DeepcompError(f"engine: {self.n_pes} PEs, must be 1..64")
         if not 1 <= self.max_len <= 16:
@@ -75,7 +82,7 @@ class EngineParams:
 
     def timing(self) -> Timing:
         """The golden cycle model's constants for this engine (its FIFO depth is a parameter)."""
-        return Timing.engine(self.fifo_depth, registered=self.bram_out_regs)
+        return Timing.engine(self.fifo_depth, registered=self.bram_out_regs, contexts=self.contexts)
 
     @property
     def drain(self) -> int:

@@ -50,7 +50,7 @@ finite segment, so a corrupt stream cannot make a column run forever.
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -93,6 +93,7 @@ class PE(wiring.Component):
             "clear": In(1),
             "status": Out(StatusSignature()),
             "tail": In(TailSignature(p)),
+            "start": In(1),  # the broadcaster starts a scan this cycle (two decode contexts only)
         })
 
     def elaborate(self, platform):
@@ -114,4 +115,14 @@ class PE(wiring.Component):
         connect(m, dec.status, wiring.flipped(self.status))
         for block in (fetch, dec, mac):  # the descriptor and the abort reach every block
             m.d.comb += [block.cfg.eq(self.cfg), block.clear.eq(self.clear)]
+        if p.contexts == 2:
+            # which context is in the decode loop's first stage: they alternate every cycle, and
+            # a scan's first slot (2 cycles after the broadcaster's start for an fc layer, 3 for a
+            # conv position) is context 0's. Between scans both contexts are idle and empty, so
+            # naming them anew costs nothing
+            phase = Signal()
+            m.d.sync += phase.eq(~phase)
+            with m.If(self.start):
+                m.d.sync += phase.eq(~self.cfg.conv if p.conv else 1)
+            m.d.comb += [fetch.phase.eq(phase), dec.phase.eq(phase), fetch.start.eq(self.start)]
         return m

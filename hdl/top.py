@@ -105,7 +105,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [
                 pe.issue.valid.eq(bc.issue.valid & all_ready),  # a broadcast transfers to all or none
                 pe.issue.payload.eq(bc.issue.payload),
-                pe.cfg.eq(seq.cfg), pe.clear.eq(seq.clear),
+                pe.cfg.eq(seq.cfg), pe.clear.eq(seq.clear), pe.start.eq(seq.bc_start),
                 pe.tail.rd.eq(seq.tail_rd), pe.tail.addr.eq(seq.tail_addr),
                 pe.tail.clear.eq(seq.tail_clear[q]),
                 seq.tail_sum[q].eq(pe.tail.sum),

@@ -18,6 +18,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=IMAGES, default=20, help="first K test images")
     p.add_argument("--waves", action="store_true", help="write a waveform (VCD) of the run")
     p.add_argument("--build-dir", type=Path, help="Verilator build directory (default build/sim_<rom>_n<N>)")
+    p.add_argument("--contexts", type=int, choices=(1, 2), default=1, help="decode contexts per PE: 2 cuts the decode loop in two stages, two columns in flight (EngineParams.contexts)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -35,6 +36,7 @@ def run_sim(args: argparse.Namespace) -> int:
     from compressor.contract.data import load_dataset
     from compressor.contract.golden import decode_rom, infer
     from compressor.contract.rom import read_image
+    from hdl.params import fit
 
     from . import engine_sim
 
@@ -47,10 +49,12 @@ def run_sim(args: argparse.Namespace) -> int:
     x = x.reshape(len(x), -1)
     if x.shape[1] != rom.input_size:
         raise DeepcompError(f"{args.rom}: expects {rom.input_size} inputs, {args.dataset} images have {x.shape[1]}")
-    bdir = args.build_dir or Path("build") / f"sim_{Path(args.rom).stem}_n{rom.n_pes}"
-    b = engine_sim.build(raw, bdir, waves=args.waves)
+    tag = "" if args.contexts == 1 else f"_ctx{args.contexts}"
+    bdir = args.build_dir or Path("build") / f"sim_{Path(args.rom).stem}_n{rom.n_pes}{tag}"
+    params = fit(rom, contexts=args.contexts)
+    b = engine_sim.build(raw, bdir, params=params, waves=args.waves)
     res = engine_sim.run(b, x)
-    g = infer(decode_rom(rom, str(args.rom)), x)
+    g = infer(decode_rom(rom, str(args.rom)), x, params.timing())
     bad = compare(g, res)
     pred = np.array([r["cls"] for r in res])
     cyc = np.array([r["cycles"] for r in res], dtype=np.int64)

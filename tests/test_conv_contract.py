@@ -356,7 +356,9 @@ def test_batched_scan_equals_the_scan_loop():
         acts = np.where(rng.random((scans, cols)) < rng.random(), rng.integers(1, 256, (scans, cols)), 0)
         # from nearly full to nearly empty columns: the PEs drop the columns they hold nothing of
         entries = rng.integers(0, 6, (cols, n)) * (rng.random((cols, n)) < rng.random())
-        timing = Timing(fifo_depth=int(rng.choice([1, 2, 4, 8])), drop_free=int(rng.choice([1, 2, 3])))
+        contexts = int(rng.choice([1, 2]))  # one decode context per PE, or two (EngineParams.contexts)
+        timing = Timing(fifo_depth=int(rng.choice([1, 2, 4, 8])), drop_free=int(rng.choice([1, 2, 3])),
+                        contexts=contexts, issue_latency=5 + contexts - 1)
         start = int(rng.integers(0, 6))
         done, ideal = scan_cycles_batch(acts, entries, timing, start)
         ref = [scan_cycles(a, entries, timing, start) for a in acts]

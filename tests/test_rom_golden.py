@@ -67,6 +67,26 @@ def test_cycle_model_hand_computed():
     assert layer_cycles(np.zeros(4, int), entries, 5, False, t)[0] == 4 + 2 + 5 + 4
 
 
+def test_cycle_model_two_decode_contexts_hand_computed():
+    """Two contexts per PE (EngineParams.contexts = 2): issue k to context k mod 2, each decoding
+    in its own parity of cycles at 2 cycles an entry, first code one cycle later (issue latency 6)."""
+    t1, t2 = Timing.engine(2), Timing.engine(2, contexts=2)
+    assert (t2.contexts, t2.issue_latency, t2.drain) == (2, 6, 6) and t1.contexts == 1
+    entries = np.array([[3], [3]])  # 2 columns x 1 PE, both issued back to back from cycle 0
+    acts = np.array([1, 1])
+    # one context: [5, 8), [8, 11); idle 11 + 6 = 17
+    assert scan_cycles(acts, entries, t1, 0)[0] == 17
+    # two: column 0 on context 0 from 0 + 6 (even) to 12; column 1 on context 1 from 1 + 6 = 7 (odd)
+    # to 13, its cycles interleaved with column 0's; idle 13 + 6 = 19
+    assert scan_cycles(acts, entries, t2, 0)[0] == 19
+    # a context starts only in its own cycles: the scan starting at 1 shifts everything by one
+    assert scan_cycles(acts, entries, t2, 1)[0] == 20
+    # three columns: the third (context 0 again) waits for the first: [12, 18); idle 24
+    assert scan_cycles(np.array([1, 1, 1]), np.array([[3], [3], [3]]), t2, 0)[0] == 24
+    with pytest.raises(ValueError, match="1 or 2 decode contexts"):
+        Timing.engine(contexts=3)
+
+
 def test_cycle_model_drops_the_columns_a_pe_holds_nothing_of():
     t = Timing(fifo_depth=2)  # drop_free 2: a dropped issue at b holds its slot through b + 2
     assert t.drop_free == 2

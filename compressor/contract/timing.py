@@ -55,9 +55,13 @@ class Timing:
     # a column a PE holds nothing of (its pointer flags: empty) leaves the PE's FIFO this many
     # cycles after its issue, never reaching the decoder (hdl/fetch.py); usable and idle one later
     drop_free: int = 2
+    # decode contexts per PE (EngineParams.contexts): with 2, issue k of a scan goes to context
+    # k mod 2, each context has a FIFO of fifo_depth slots, decodes in the cycles of its parity
+    # (counted from the scan's first slot) and takes 2 cycles per entry (hdl/decode.py)
+    contexts: int = 1
 
     @classmethod
-    def engine(cls, fifo_depth: int = 8, registered: bool = True) -> Timing:
+    def engine(cls, fifo_depth: int = 8, registered: bool = True, contexts: int = 1) -> Timing:
         """The constants of one of the RTL's two variants (``EngineParams.bram_out_regs``).
 
         ``registered`` (the default engine, the ULX3S): the symbol and accumulator
@@ -66,14 +70,19 @@ class Timing:
         PE's read-out sum registered before the N-way select (``readout_latency``
         4), for the ECP5's DSP and block RAM delays; without (the iCEBreaker,
         whose limit is its decode loop): 4, 4, 4 and 3, and fewer LUTs.
+        ``contexts`` 2 (``EngineParams.contexts``): the decode loop cut in two stages and
+        two columns in flight; a column's first code is decodable one cycle later
+        (``issue_latency`` 6: the landing window is placed in a stage of its own).
         """
+        if contexts not in (1, 2):
+            raise ValueError(f"a PE has 1 or 2 decode contexts, not {contexts}")
+        extra = {"contexts": 2, "issue_latency": 6} if contexts == 2 else {}
         if registered:
-            return cls(fifo_depth=fifo_depth)
-        return cls(fifo_depth=fifo_depth, drain=4, requant_latency=4, conv_drain=4, readout_latency=3)
+            return cls(fifo_depth=fifo_depth, **extra)
+        return cls(fifo_depth=fifo_depth, drain=4, requant_latency=4, conv_drain=4, readout_latency=3, **extra)
 
 
-def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int,
-                contexts: int = 1) -> tuple[int, int]:
+def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: int) -> tuple[int, int]:
     """(end of the column phase, ideal cycles) of one scan of ``acts`` whose first slot is cycle ``start``.
 
     The broadcaster scans the activations in groups of N (one bank per PE),
@@ -85,23 +94,23 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
     starts it, or drops it, and the slot is usable the cycle after. The phase
     ends once the scan is over and every PE has drained.
 
+    With ``timing.contexts`` C = 2 (two decode contexts per PE) issue k goes to
+    context k mod C, which has a FIFO of its own (``fifo_depth`` slots); a context starts
+    its columns in order, only in the cycles t with ``(t - start) mod C`` equal
+    to its number, and spends C cycles per entry.
+
     This is the reference, written as the rules read (the FIFO occupancy is
     counted outright); :func:`scan_cycles_batch` is the fast one, tested equal.
-    ``contexts`` (1 in the RTL) models a PE with that many decode contexts, which
-    benchmarks/two_context.py costs: a PE's i-th kept column starts on context
-    i mod ``contexts`` once that context is free and takes ``contexts`` cycles
-    per entry.
     """
     n = entries.shape[1]
+    c_n, depth = timing.contexts, timing.fifo_depth
     nz = np.flatnonzero(acts)
     ideal = int(entries[nz].max(axis=1, initial=0).sum()) if nz.size else 0
     groups = -(-acts.size // n)
     per_group = np.bincount(nz // n, minlength=groups)
     t = start
     freed = np.zeros((nz.size, n), dtype=np.int64)  # the cycle each issue leaves each PE's FIFO
-    end = np.zeros((n, contexts), dtype=np.int64)  # each PE context's end of its last started column
-    kept = np.zeros(n, dtype=np.int64)  # columns each PE has started
-    pes = np.arange(n)
+    end = np.zeros((n, c_n), dtype=np.int64)  # each PE context's end of its last started column
     idle = 0  # from this cycle on no PE is busy with the issues so far
     # empty groups before each non-zero cost one scan cycle each
     empty_before = np.cumsum(per_group == 0)[nz // n]
@@ -109,17 +118,17 @@ def scan_cycles(acts: np.ndarray, entries: np.ndarray, timing: Timing, start: in
     for k in range(nz.size):
         t += int(empty_before[k] - prev_empty)
         prev_empty = int(empty_before[k])
+        c = k % c_n
         b = t
-        while ((freed[:k] >= b).sum(axis=0) >= timing.fifo_depth).any():  # a FIFO is full
+        while ((freed[c:k:c_n] >= b).sum(axis=0) >= depth).any():  # a FIFO is full
             b += 1
         e = entries[nz[k]]
         keep = e > 0
-        ctx = kept % contexts
-        s = np.maximum(b + timing.issue_latency, end[pes, ctx])
+        s = np.maximum(b + timing.issue_latency, end[:, c])
+        s += (c - (s - start)) % c_n  # the context's own cycles
         freed[k] = np.where(keep, s, b + timing.drop_free)
-        end[pes, ctx] = np.where(keep, s + contexts * e, end[pes, ctx])
-        kept += keep
-        idle = max(idle, int((s + contexts * e + timing.drain).max()) if keep.any() else 0,
+        end[:, c] = np.where(keep, s + c_n * e, end[:, c])
+        idle = max(idle, int((s + c_n * e + timing.drain).max()) if keep.any() else 0,
                    b + timing.drop_free + 1 if not keep.all() else 0)
         t = b + 1
     t += int(np.sum(per_group == 0) - prev_empty)  # trailing empty groups
@@ -158,34 +167,38 @@ def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, sta
     ent = entries[order]  # (scans, kmax, N)
     ideal = (ent.max(axis=2, initial=0) * valid).sum(axis=1)
     eb = np.take_along_axis(empty_cum, order // n, axis=1)  # empty groups before each non-zero
-    d, lag = timing.fifo_depth, timing.drop_free
+    c_n, d, lag = timing.contexts, timing.fifo_depth, timing.drop_free
     never = np.iinfo(np.int64).min // 4
     t = np.full(p, start, dtype=np.int64)
     prev = np.zeros(p, dtype=np.int64)
-    end = np.zeros((p, n), dtype=np.int64)
-    ring = np.full((p, n, d), never, dtype=np.int64)  # each PE's last d kept starts
-    kept = np.zeros((p, n), dtype=np.int64)  # kept issues so far (ring position)
-    dropped_at = np.full((p, n, lag), never, dtype=np.int64)  # the last `lag` issues' cycles, if dropped
+    # per context (issue k goes to context k mod C): its end, its last d kept starts (a ring),
+    # its kept issues so far (ring position), the cycles of its last `lag` issues if dropped
+    end = np.zeros((c_n, p, n), dtype=np.int64)
+    ring = np.full((c_n, p, n, d), never, dtype=np.int64)
+    kept = np.zeros((c_n, p, n), dtype=np.int64)
+    dropped_at = np.full((c_n, p, n, lag), never, dtype=np.int64)
     idle = np.zeros(p, dtype=np.int64)
     rows, pes = np.arange(p)[:, None], np.arange(n)[None, :]
     for k in range(kmax):
+        c = k % c_n
         a = valid[:, k]
         b = t + eb[:, k] - prev
         # the slots' release cycles: the last d kept starts and the last `lag` drops; the FIFO
         # has room at b once fewer than d of them are >= b, i.e. b > the d-th latest of them
-        rel = np.concatenate([ring, dropped_at + lag], axis=2)
+        rel = np.concatenate([ring[c], dropped_at[c] + lag], axis=2)
         b = np.maximum(b, np.partition(rel, lag, axis=2)[:, :, lag].max(axis=1) + 1)
         e = ent[:, k]
         keep = (e > 0) & a[:, None]
         drop = (e == 0) & a[:, None]
-        s = np.maximum(b[:, None] + timing.issue_latency, end)
-        end = np.where(keep, s + e, end)
-        slot = kept % d
-        ring[rows, pes, slot] = np.where(keep, s, ring[rows, pes, slot])
-        kept += keep
-        dropped_at = np.where(a[:, None, None], np.concatenate(
-            [dropped_at[:, :, 1:], np.where(drop, b[:, None], never)[:, :, None]], axis=2), dropped_at)
-        idle = np.maximum(idle, np.where(keep, s + e + timing.drain, 0).max(axis=1))
+        s = np.maximum(b[:, None] + timing.issue_latency, end[c])
+        s += (c - (s - start)) % c_n  # the context's own cycles
+        end[c] = np.where(keep, s + c_n * e, end[c])
+        slot = kept[c] % d
+        ring[c, rows, pes, slot] = np.where(keep, s, ring[c, rows, pes, slot])
+        kept[c] += keep
+        dropped_at[c] = np.where(a[:, None, None], np.concatenate(
+            [dropped_at[c][:, :, 1:], np.where(drop, b[:, None], never)[:, :, None]], axis=2), dropped_at[c])
+        idle = np.maximum(idle, np.where(keep, s + c_n * e + timing.drain, 0).max(axis=1))
         idle = np.maximum(idle, np.where(drop.any(axis=1), b + lag + 1, 0))
         t = np.where(a, b + 1, t)
         prev = np.where(a, eb[:, k], prev)
