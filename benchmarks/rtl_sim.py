@@ -47,11 +47,13 @@ MODEL = MODELS["lenet300"]
 
 
 def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, workdir: Path,
-             on_chunk=None, max_seconds: float | None = None, model: Path = MODEL, fast: bool = False) -> dict:
+             on_chunk=None, max_seconds: float | None = None, model: Path = MODEL, fast: bool = False,
+             contexts: int = 1) -> dict:
     """Build the ROM and the Verilator model for N, run ``images`` test images; one record."""
     from compressor.contract.data import load_dataset
     from compressor.contract.golden import decode_rom, infer
     from compressor.contract.rom import parse
+    from hdl.params import fit
     from sim import engine_fast, engine_sim
     from sim.cli import compare
 
@@ -63,14 +65,15 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
     x = data.test.images[:images].reshape(min(images, len(data.test)), -1)
     y = data.test.labels[: len(x)]
 
+    params = fit(rom, contexts=contexts)
     t0 = time.time()
-    g = infer(decode_rom(rom, str(rom_path)), x)
+    g = infer(decode_rom(rom, str(rom_path)), x, params.timing())
     golden_s = time.time() - t0
     t0 = time.time()
     if fast:
-        b = engine_fast.build(raw, workdir / f"build_n{n}")
+        b = engine_fast.build(raw, workdir / f"build_n{n}", params)
     else:
-        b = engine_sim.build(raw, workdir / f"build_n{n}", always=True, optimize=optimize)
+        b = engine_sim.build(raw, workdir / f"build_n{n}", params, always=True, optimize=optimize)
     build_s = time.time() - t0
 
     res: list[dict] = []
@@ -86,7 +89,7 @@ def simulate(n: int, images: int, data_dir: Path, chunk: int, optimize: bool, wo
         bad = compare(gk, res)
         pred = np.array([r["cls"] for r in res])
         cyc = np.array([r["cycles"] for r in res], dtype=np.int64)
-        rec = {"pes": n, "images_requested": int(len(x)), "images_done": k, "complete": k == len(x),
+        rec = {"pes": n, "contexts": contexts, "images_requested": int(len(x)), "images_done": k, "complete": k == len(x),
                "mismatches": len(bad), "first_mismatches": bad[:10],
                "error_rtl": float((pred != y[:k]).mean()),
                "error_golden": float((gk["pred"] != y[:k]).mean()),
@@ -131,6 +134,8 @@ def main() -> int:
     ap.add_argument("--max-minutes", type=float, help="stop after the chunk that crosses this (partial record)")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     ap.add_argument("--keep", type=Path, help="keep ROMs and builds here instead of a temporary directory")
+    ap.add_argument("--contexts", type=int, choices=(1, 2), default=1,
+                    help="decode contexts per PE (EngineParams.contexts; 2 writes *_ctx2.json)")
     args = ap.parse_args()
     pes = [int(v) for v in (args.pes or ("4" if args.mode == "full" else "1,2,4,8,16")).split(",")]
     images = args.images or {"full": 10000, "sweep": 200}.get(args.mode, 50)
@@ -138,7 +143,7 @@ def main() -> int:
     command = f".venv/bin/python benchmarks/rtl_sim.py {argv}".strip()
     data_dir = args.data_dir.resolve()
     model = MODELS[args.arch]
-    suffix = "" if args.arch == "lenet300" else f"_{args.arch}"
+    suffix = ("" if args.arch == "lenet300" else f"_{args.arch}") + ("" if args.contexts == 1 else f"_ctx{args.contexts}")
     if args.mode is None:
         out = RESULTS / f"rtl_sim{suffix}.json"
     else:
@@ -170,7 +175,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             wd = args.keep.resolve() if args.keep else Path(tmp)
             wd.mkdir(parents=True, exist_ok=True)
-            rec = simulate(n, images, data_dir, args.chunk, args.optimize, wd, save, budget, model, args.fast)
+            rec = simulate(n, images, data_dir, args.chunk, args.optimize, wd, save, budget, model, args.fast,
+                           args.contexts)
         bad += rec["mismatches"]
     if args.mode == "full":
         rec = doc["runs"][-1]

@@ -34,6 +34,17 @@ landing bits (``bits``) are ORed in before the shift at a position fixed by
 the registered count, so the refill does not depend on this cycle's decode.
 If the buffer ever lacked the bits of a code the decoder would wait and raise
 ``starve`` (a debug flag the benches assert is never set).
+
+**Two decode contexts** (``p.contexts == 2``, docs/hardware.md): the loop is
+cut after the comparators. S1 (cycle t) holds the context named by
+``phase``: comparators, one-hot length, ``go``, the pop of that context's
+FIFO head, all registered (``y_*``). S2 (t + 1) holds the same context: the
+shift, the merge of the landing bits, the column bookkeeping and the
+symbol-index stage's registers. Then the context is back in front of S1 at
+t + 2. The other context goes through the stages a cycle behind, so each
+context takes 2 cycles per code and the PE still yields up to one symbol per
+cycle. Latency from S1: 3 cycles to ``sym``, 4 with ``p.bram_out_regs``
+(``sym.ctx`` names the context); drain from a column's last S1 + 2.
 """
 
 from __future__ import annotations

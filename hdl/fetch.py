@@ -25,6 +25,8 @@ Pipeline (``b`` = cycle the issue is accepted)::
     b+5    ``col.valid`` for the entry (``landed`` = the fetcher's FIFO index delayed two cycles)
 
 Latency: issue -> ``col.valid`` 5 cycles (when the fetcher has caught up);
+with two decode contexts (``p.contexts == 2``) 6 or 7, the first cycle from
+b + 6 in which the column's context is in the decoder's S1 (see below);
 fetch -> ``bits`` 2 cycles, decodable the cycle after. ``issue.ready`` is
 ``count < 8`` where ``count`` rises on an issue and falls on a pop, so a slot
 freed in cycle s is usable in s + 1.
@@ -44,6 +46,17 @@ entry of the column): no queue entry, no fetch, no decode; ``count`` falls in
 that cycle, so the slot is usable at b+3 and ``col.pending`` is clear from
 b+3 (the cycle model's ``drop_free``). At N = 8 a PE holds nothing of 9 %
 of LeNet-300-100's first-layer columns and of a third of its second's.
+
+**Two decode contexts** (``p.contexts == 2``): issue k of a scan goes to
+context k mod 2 (``ictx``; ``start`` resets it), each context has its own
+FIFO (``fifo_depth`` entries, own pointers and count; ``issue.ready`` is the
+room of ``ictx``'s), and the decoder sees the head of the context in its S1
+(``phase``). The fetcher serves that same context each cycle. Its segment
+state rotates (``cur`` / ``other``), and the other context's FIFO peek is
+registered a cycle ahead. A fetch at t is aligned at t + 1, placed at the
+context's held count at t + 2 (stage P, registered), merged in the decoder's
+S2 at t + 3 and decodable at t + 4. The room rule counts that context's fetch
+in stage B only, since stage A holds the other context's.
 """
 
 from __future__ import annotations

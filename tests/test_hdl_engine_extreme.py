@@ -23,21 +23,16 @@ pytest.importorskip("cocotb_tools")
 from sim import engine_sim  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["1-fifo4", 2, 3, 4, 16, "1-fifo4-ctx2", "4-ctx2"])
+@pytest.fixture(scope="module", params=["1-fifo4", 2, 3, 4, 16])
 def extreme(request, tmp_path_factory):
     """N PEs; ``1-fifo4``: one PE as the iCEBreaker builds it, 4-entry activation FIFO and block
-    RAM outputs not registered (drain 4; N = 1 runs only there; the other builds: depth 8, drain 6);
-    ``-ctx2``: PEs with two decode contexts (EngineParams.contexts)."""
+    RAM outputs not registered (drain 4; N = 1 runs only there; the other builds: depth 8, drain 6)."""
     from hdl.params import fit
 
-    name = str(request.param)
-    contexts = 2 if name.endswith("-ctx2") else None
-    n = int(name.split("-")[0])
-    fifo = 4 if "fifo4" in name else None
+    n, fifo = (1, 4) if request.param == "1-fifo4" else (request.param, None)
     rng = np.random.default_rng(100 + n)
     image = build(extreme_net(rng), n, max_len=10)
-    params = fit(parse(image), fifo_depth=fifo, bram_out_regs=False if fifo else None, contexts=contexts) \
-        if fifo or contexts else None
+    params = fit(parse(image), fifo_depth=fifo, bram_out_regs=False) if fifo else None
     b = engine_sim.build(image, tmp_path_factory.mktemp(f"extreme{request.param}"), params=params)
     return image, b, rng, n
 
