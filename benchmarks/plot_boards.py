@@ -5,7 +5,8 @@
 Reads benchmarks/results/board_builds.json as committed at each ``--before``
 revision (``git show``) and as it is now (only the records that name their
 RTL commit), takes the LeNet-300-100 records of every board:N:MHz[:seed]
-build (L = 12), and plots engine images/s at the nextpnr Fmax (golden cycles
+build (L = 12), one context per PE and, as a series of its own, two (``--contexts 2``
+records), and plots engine images/s at the nextpnr Fmax (golden cycles
 over the 10,000 MNIST test images with the build's own FIFO depth and drain,
 which the RTL matches) against LUT4 / logic cells, one marker per seed. Why
 at Fmax and not at the PLL clock: the default clocks did not move, so the
@@ -29,12 +30,15 @@ from mnist_rom import RESULTS, ROOT  # noqa: E402 (this directory is on sys.path
 SOURCE = "benchmarks/results/board_builds.json"
 
 
-def points(doc: dict, tagged_only: bool = False) -> dict[tuple[str, int], list[tuple[int, float]]]:
+def points(doc: dict, tagged_only: bool = False, contexts: int = 1) -> dict[tuple[str, int], list[tuple[int, float]]]:
     """(board, N) -> [(LUTs, images/s at Fmax)] over the seeds of the L = 12 LeNet-300-100 builds
-    (``tagged_only``: only records that name their RTL commit, i.e. built by today's script)."""
+    with ``contexts`` decode contexts per PE (``tagged_only``: only records that name their RTL
+    commit, i.e. built by today's script)."""
     out: dict[tuple[str, int], list[tuple[int, float]]] = {}
     for key, rec in doc.get("builds", {}).items():
         if "/" in key or ":L" in key or not rec.get("built") or (tagged_only and "rtl" not in rec):
+            continue
+        if rec.get("contexts", 1) != contexts:
             continue
         out.setdefault((rec["board"], rec["n_pes"]), []).append(
             (rec["luts"], rec["engine_images_per_s_at_fmax"]))
@@ -59,7 +63,9 @@ def main() -> int:
             return 2
         runs[rev] = points(json.loads(old.stdout))
     # now: only the records built from a named RTL commit (older ones stay in the file, keyed alike)
-    runs["now"] = points(json.loads((RESULTS / "board_builds.json").read_text()), tagged_only=True)
+    now = json.loads((RESULTS / "board_builds.json").read_text())
+    runs["now"] = points(now, tagged_only=True)
+    runs["now, two decode contexts"] = points(now, tagged_only=True, contexts=2)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, board, title in ((axes[0], "icebreaker", "iCEBreaker (iCE40UP5K)"), (axes[1], "ulx3s", "ULX3S (ECP5-85F)")):
         colors = {1: "C0", 4: "C1", 8: "C2", 16: "C3"}
