@@ -181,24 +181,28 @@ def scan_cycles_batch(acts: np.ndarray, entries: np.ndarray, timing: Timing, sta
     rows, pes = np.arange(p)[:, None], np.arange(n)[None, :]
     for k in range(kmax):
         c = k % c_n
+        ring_c, kept_c = ring[c], kept[c]  # views: updated in place
         a = valid[:, k]
         b = t + eb[:, k] - prev
         # the slots' release cycles: the last d kept starts and the last `lag` drops; the FIFO
         # has room at b once fewer than d of them are >= b, i.e. b > the d-th latest of them
-        rel = np.concatenate([ring[c], dropped_at[c] + lag], axis=2)
+        rel = np.concatenate([ring_c, dropped_at[c] + lag], axis=2)
         b = np.maximum(b, np.partition(rel, lag, axis=2)[:, :, lag].max(axis=1) + 1)
         e = ent[:, k]
         keep = (e > 0) & a[:, None]
         drop = (e == 0) & a[:, None]
         s = np.maximum(b[:, None] + timing.issue_latency, end[c])
-        s += (c - (s - start)) % c_n  # the context's own cycles
-        end[c] = np.where(keep, s + c_n * e, end[c])
-        slot = kept[c] % d
-        ring[c, rows, pes, slot] = np.where(keep, s, ring[c, rows, pes, slot])
-        kept[c] += keep
+        if c_n > 1:
+            s += (c - (s - start)) % c_n  # the context's own cycles
+            e = c_n * e
+        finish = s + e
+        end[c] = np.where(keep, finish, end[c])
+        slot = kept_c % d
+        ring_c[rows, pes, slot] = np.where(keep, s, ring_c[rows, pes, slot])
+        kept_c += keep
         dropped_at[c] = np.where(a[:, None, None], np.concatenate(
             [dropped_at[c][:, :, 1:], np.where(drop, b[:, None], never)[:, :, None]], axis=2), dropped_at[c])
-        idle = np.maximum(idle, np.where(keep, s + c_n * e + timing.drain, 0).max(axis=1))
+        idle = np.maximum(idle, np.where(keep, finish + timing.drain, 0).max(axis=1))
         idle = np.maximum(idle, np.where(drop.any(axis=1), b + lag + 1, 0))
         t = np.where(a, b + 1, t)
         prev = np.where(a, eb[:, k], prev)
