@@ -14,6 +14,9 @@ non-zeros takes ``m`` issuing cycles (stalled while some FIFO is full) and the
 next group is already waiting: the memory always reads the group after the
 current one, so switching groups costs no cycle. ``done`` rises the cycle
 after the last group is finished and stays up until the next ``start``.
+``quiet``: ``done`` will be up next cycle (a ``start`` or ``clear`` of this
+cycle aside) and nothing is issued this cycle -- the sequencer's registered
+idle detection (hdl/engine.py).
 
 With ``EngineParams.conv`` an fc layer's groups start at the descriptor's
 ``in_base``, and a convolution scans one output position's patch: its
@@ -54,6 +57,7 @@ class Broadcaster(wiring.Component):
             "clear": In(1),
             "cols": In(16),
             "done": Out(1),
+            "quiet": Out(1),
             "issue": Out(stream.Signature(issue_layout(p))),
             "wr_en": In(p.n_pes),
             "wr_addr": In(data.ArrayLayout(unsigned(aw), p.n_pes)),
@@ -129,6 +133,7 @@ class Broadcaster(wiring.Component):
                 return mask_of(base) & Mux(~cfg.conv | inside(st), (1 << n) - 1, 0)
 
         base = cfg.in_base if conv else 0  # the fc layer's first group
+        finishing = Signal()  # the last group is finished this cycle (`done` next)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += addr.eq(base)
@@ -177,6 +182,7 @@ class Broadcaster(wiring.Component):
                     m.d.sync += cur_mask.eq(cur_mask & ~(1 << lowest))
                 with m.If(consume):
                     with m.If(gbase + n >= self.cols):
+                        m.d.comb += finishing.eq(1)
                         m.d.sync += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():
@@ -189,4 +195,5 @@ class Broadcaster(wiring.Component):
                     m.next = "IDLE"
         with m.If(self.clear):
             m.d.sync += self.done.eq(0)
+        m.d.comb += self.quiet.eq((self.done | finishing) & ~(self.issue.valid & self.issue.ready))
         return m

@@ -20,7 +20,8 @@ end), of D+1 (symbol index out of range) or of the MAC's first stage
 (``sym.bad_row``) and sets ``status.error`` one cycle later; the error is sticky until
 ``clear`` and stops the decoder. ``status.busy``: columns queued (``col.pending``), mid-column, or a pop
 / decode of the last ``p.drain`` cycles still in the pipeline behind the loop
-(D+1 .. D+drain: the cycle model's drain, 4, or 6 with ``p.bram_out_regs``): the PE's status.
+(D+1 .. D+drain: the cycle model's drain, 4, or 6 with ``p.bram_out_regs``): the PE's status;
+``status.busy_next`` / ``error_next`` say the same one cycle ahead (this cycle's issue aside).
 
 **The decode loop** (bit buffer -> code length -> shifted buffer) is the one
 path that cannot be pipelined; everything else hangs off it into registers
@@ -237,6 +238,15 @@ class Decode(wiring.Component):
         if two:  # the context in S2: mid-column, or starting its column now
             busy = busy | y_active | y_go | y_pop
         m.d.comb += self.status.busy.eq(busy)
+        # busy next cycle, this cycle's issue aside, from registers and the FIFO head only (the
+        # cycle model is unchanged: the sequencer registers the OR of these, docs/hardware.md).
+        # Exact: a decode (`go`) is mid-column or pops (`pop`), a pop or an S2 decode enters the
+        # tokens, an S1 context's `active` moves to S2 (two contexts) or stays unless it decodes,
+        # and a corrupt code, index or row is seen while its token is still in `tok[:-1]`
+        busy_next = self.col.pending_next | active | pop | tok[:-1].any()
+        if two:
+            busy_next = busy_next | y_active | y_go | y_pop
+        m.d.comb += [self.status.busy_next.eq(busy_next), self.status.error_next.eq(error | fault)]
         with m.If(fault):
             m.d.sync += error.eq(1)
 

@@ -327,6 +327,8 @@ class Fetch(wiring.Component):
                 m.d.sync += head[c].eq(head[c] + 1)
             m.d.sync += count[c].eq(count[c] + (issued & mine(c, ictx)) - (col.pop & mine(c)) - (drop & mine(c, ptr_ctx)))
         m.d.comb += col.pending.eq(or_reduce([k != 0 for k in count]))
+        # without an issue or a pop this cycle a count changes only by a drop (from registers)
+        m.d.comb += col.pending_next.eq(or_reduce([k != (drop & mine(c, ptr_ctx)) for c, k in enumerate(count)]))
 
         with m.If(self.clear):
             m.d.sync += [rd_valid.eq(0), ptr_valid.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0), ictx.eq(0)]

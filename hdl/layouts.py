@@ -85,10 +85,12 @@ def ColumnSignature(p: EngineParams) -> wiring.Signature:
     ``payload``: that entry; ``pop`` (from the decoder): it starts that column
     this cycle (only while ``valid``: a FIFO ``r_en`` rather than a stream's
     ``ready``, so the transfer is the decoder's own start condition);
-    ``pending``: issued columns not yet popped (part of the PE's ``busy``).
+    ``pending``: issued columns not yet popped (part of the PE's ``busy``);
+    ``pending_next``: ``pending`` next cycle if neither an issue nor a pop comes this cycle
+    (a queued column is dropped instead: part of ``status.busy_next``).
     """
     return wiring.Signature({"valid": Out(1), "payload": Out(column_layout(p)), "pending": Out(1),
-                             "pop": In(1)})
+                             "pending_next": Out(1), "pop": In(1)})
 
 
 def BitsSignature(p: EngineParams) -> wiring.Signature:
@@ -117,8 +119,15 @@ def SymbolSignature(p: EngineParams) -> wiring.Signature:
 
 
 def StatusSignature() -> wiring.Signature:
-    """PE -> sequencer: ``busy`` (work in flight), ``error`` (corrupt stream, sticky), ``starve`` (debug)."""
-    return wiring.Signature({"busy": Out(1), "error": Out(1), "starve": Out(1)})
+    """PE -> sequencer: ``busy`` (work in flight), ``error`` (corrupt stream, sticky), ``starve`` (debug).
+
+    ``busy_next`` and ``error_next``: what ``busy`` and ``error`` will be next cycle, the issue
+    of this cycle aside (the sequencer knows of that from the broadcaster). The sequencer ORs
+    them over the PEs into registers, so the long routes from N PEs end at a flip-flop instead
+    of running on into its state machine (hdl/engine.py).
+    """
+    return wiring.Signature({"busy": Out(1), "busy_next": Out(1), "error": Out(1), "error_next": Out(1),
+                             "starve": Out(1)})
 
 
 def TailSignature(p: EngineParams) -> wiring.Signature:

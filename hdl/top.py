@@ -93,7 +93,7 @@ class Accelerator(wiring.Component):
         connect(m, wiring.flipped(self.i_act), seq.i_act)
         connect(m, seq.o_res, wiring.flipped(self.o_res))
         m.d.comb += [bc.start.eq(seq.bc_start), bc.clear.eq(seq.clear), bc.cols.eq(seq.cfg.cols),
-                     seq.bc_done.eq(bc.done), self.running.eq(seq.running)]
+                     seq.bc_quiet.eq(bc.quiet), self.running.eq(seq.running)]
         if p.conv:
             m.d.comb += [bc.cfg.eq(seq.cfg), bc.pos_word.eq(seq.pos_word), bc.pos_iy.eq(seq.pos_iy),
                          bc.pos_ix.eq(seq.pos_ix)]
@@ -109,7 +109,7 @@ class Accelerator(wiring.Component):
                 pe.tail.rd.eq(seq.tail_rd), pe.tail.addr.eq(seq.tail_addr),
                 pe.tail.clear.eq(seq.tail_clear[q]),
                 seq.tail_sum[q].eq(pe.tail.sum),
-                seq.pe_busy[q].eq(pe.status.busy), seq.pe_error[q].eq(pe.status.error),
+                seq.pe_busy_next[q].eq(pe.status.busy_next), seq.pe_error_next[q].eq(pe.status.error_next),
                 rq.i.valid.eq(seq.rq_en[q]), rq.i.payload.acc.eq(pe.tail.sum),
                 rq.i.payload.tag.eq(seq.rq_tag), rq.mult.eq(seq.cfg.mult), rq.shift.eq(seq.cfg.shift),
                 # bank q: input loader in IDLE, requantizer q in a hidden layer's tail

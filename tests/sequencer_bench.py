@@ -105,13 +105,15 @@ class Bench:
         async def tb(ctx):
             extra = 3
             for t in range(max_cycles):
-                ctx.set(seq.bc_done, int(st["done_at"] is not None and t >= st["done_at"]))
+                # the neighbours' flags one cycle ahead (a start or clear of this cycle aside:
+                # the sequencer masks those itself)
+                ctx.set(seq.bc_quiet, int(st["done_at"] is not None and t + 1 >= st["done_at"]))
                 busy = 0
                 for q, a, b in st["windows"]:
-                    if a <= t < b:
+                    if a <= t + 1 < b:
                         busy |= 1 << q
-                ctx.set(seq.pe_busy, busy)
-                ctx.set(seq.pe_error, sum(1 << q for q, e in st["err_at"].items() if t >= e))
+                ctx.set(seq.pe_busy_next, busy)
+                ctx.set(seq.pe_error_next, sum(1 << q for q, e in st["err_at"].items() if t + 1 >= e))
                 tail = st["tail"]
                 ctx.set(seq.tail_sum, tail)
                 v = int(bool(beats) and valid(t))

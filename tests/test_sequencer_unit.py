@@ -2,10 +2,11 @@
 
 Its neighbours are behavioural models written here, driven cycle by cycle:
 
-* a fake broadcaster: ``bc_done`` drops after ``bc_start`` and rises ``scan``
-  cycles after the first scan slot (``bc_start`` + 2, hdl/broadcast.py);
-* fake PEs: ``pe_busy`` from per-layer windows, an optional sticky ``pe_error``
-  (both dropped by ``clear``), and accumulators: at ``bc_start`` each layer adds
+* a fake broadcaster: its ``done`` drops after ``bc_start`` and rises ``scan``
+  cycles after the first scan slot (``bc_start`` + 2, hdl/broadcast.py), seen one
+  cycle ahead (``bc_quiet``);
+* fake PEs: busy from per-layer windows, an optional sticky error (both dropped by
+  ``clear``), seen one cycle ahead (``pe_busy_next``, ``pe_error_next``), and accumulators: at ``bc_start`` each layer adds
   the values its tail should read minus the bias, ``tail_sum`` is accumulator +
   bias (at ``cfg.bias_base + tail_addr``) one cycle after ``tail_rd`` and poison
   otherwise, ``tail_clear`` zeroes the accumulator after the read. A missing clear
