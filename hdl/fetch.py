@@ -29,7 +29,8 @@ with two decode contexts (``p.contexts == 2``) 6 or 7, the first cycle from
 b + 6 in which the column's context is in the decoder's S1 (see below);
 fetch -> ``bits`` 2 cycles, decodable the cycle after. ``issue.ready`` is
 ``count < 8`` where ``count`` rises on an issue and falls on a pop, so a slot
-freed in cycle s is usable in s + 1.
+freed in cycle s is usable in s + 1 (``ready`` is a flip-flop: ``count < 8``
+computed from the count's next value).
 
 **Refill on registers only.** A fetch is issued when the held bits plus both
 fetches in flight leave room for 32 more (``held + a_nb + b_nb <= B - 32``):
@@ -168,7 +169,13 @@ class Fetch(wiring.Component):
         count = per(lambda c: Signal(range(D + 1), name=f"count{c}"))  # issued, not yet popped or dropped
         # with two contexts issue k of a scan goes to context k mod 2 (`ictx`, the same in every PE)
         ictx = Signal()
-        m.d.comb += self.issue.ready.eq(sel([k < D for k in count], ictx))
+        # the FIFO room, registered from the counts' next values (exact: `count < D` this
+        # cycle): the N-way AND of every PE's `ready` into the broadcaster then starts at a
+        # flip-flop, and the counts no longer get pulled across the die towards it (ECP5 N = 8:
+        # FIFO head -> pop -> count ran through the broadcaster's corner, 15.1 ns)
+        room_q = per(lambda c: Signal(init=1, name=f"room{c}"))
+        count_d = per(lambda c: Signal.like(count[c], name=f"count_d{c}"))
+        m.d.comb += self.issue.ready.eq(sel(room_q, ictx))
         issued = Signal()
         m.d.comb += issued.eq(self.issue.valid & self.issue.ready)
         if two:
@@ -325,7 +332,8 @@ class Fetch(wiring.Component):
         for c in range(C):
             with m.If(col.pop & mine(c)):
                 m.d.sync += head[c].eq(head[c] + 1)
-            m.d.sync += count[c].eq(count[c] + (issued & mine(c, ictx)) - (col.pop & mine(c)) - (drop & mine(c, ptr_ctx)))
+            m.d.comb += count_d[c].eq(count[c] + (issued & mine(c, ictx)) - (col.pop & mine(c)) - (drop & mine(c, ptr_ctx)))
+            m.d.sync += [count[c].eq(count_d[c]), room_q[c].eq(count_d[c] < D)]
         m.d.comb += col.pending.eq(or_reduce([k != 0 for k in count]))
         # without an issue or a pop this cycle a count changes only by a drop (from registers)
         m.d.comb += col.pending_next.eq(or_reduce([k != (drop & mine(c, ptr_ctx)) for c, k in enumerate(count)]))
@@ -333,7 +341,7 @@ class Fetch(wiring.Component):
         with m.If(self.clear):
             m.d.sync += [rd_valid.eq(0), ptr_valid.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0), ictx.eq(0)]
             for c in range(C):
-                m.d.sync += [wptr[c].eq(0), fidx[c].eq(0), landed[c].eq(0), head[c].eq(0), count[c].eq(0),
+                m.d.sync += [wptr[c].eq(0), fidx[c].eq(0), landed[c].eq(0), head[c].eq(0), count[c].eq(0), room_q[c].eq(1),
                              landed1[c].eq(0)]
             m.d.sync += cur["active"].eq(0)
             if two:
