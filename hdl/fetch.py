@@ -309,11 +309,22 @@ class Fetch(wiring.Component):
         # stage A: the 32-bit window (first word high), skip bits dropped, a_nb bits kept
         first_w = Mux(a_odd, so_data, se_data)
         second_w = Mux(a_odd, se_data, so_data)
-        aligned = (Cat(second_w, first_w) << a_skip)[:32] & ~(Const(0xFFFFFFFF, 32) >> a_nb)
-        m.d.sync += [b_bits.eq(aligned), b_nb.eq(a_nb)]
+        shifted_w = (Cat(second_w, first_w) << a_skip)[:32]
+        keep_mask = ~(Const(0xFFFFFFFF, 32) >> a_nb)
+        window = b_bits
+        if two:
+            # the bits past the segment are cleared in stage B instead, by a mask registered
+            # beside the window: stage A hangs off the stream block RAMs' clock-to-out (5.6 ns on
+            # the ECP5, its worst path at N = 4), stage B (P registered) off registers only
+            b_mask = Signal(32)
+            m.d.sync += [b_bits.eq(shifted_w), b_mask.eq(keep_mask)]
+            window = b_bits & b_mask
+        else:  # stage B is part of the decode loop here (placement -> merge -> shift)
+            m.d.sync += b_bits.eq(shifted_w & keep_mask)
+        m.d.sync += b_nb.eq(a_nb)
         # stage B: behind the held bits (held <= B - 32 whenever b_nb > 0, by the room rule)
         sh = held[: max(1, (B - 32).bit_length())]
-        placed = Cat(Const(0, B - 32), b_bits) >> sh
+        placed = Cat(Const(0, B - 32), window) >> sh
         if two:  # stage P: registered, merged next cycle (the context is then in S2)
             land, land_nb = Signal(B), Signal(6)
             m.d.sync += [land.eq(placed), land_nb.eq(b_nb)]
@@ -333,7 +344,11 @@ class Fetch(wiring.Component):
             with m.If(col.pop & mine(c)):
                 m.d.sync += head[c].eq(head[c] + 1)
             m.d.comb += count_d[c].eq(count[c] + (issued & mine(c, ictx)) - (col.pop & mine(c)) - (drop & mine(c, ptr_ctx)))
-            m.d.sync += [count[c].eq(count_d[c]), room_q[c].eq(count_d[c] < D)]
+            # room next cycle, with the pop (the decoder's start: FIFO head -> held-bits compares)
+            # entering last: a pop always frees a slot (count + issue - drop <= D)
+            base = count[c] - (drop & mine(c, ptr_ctx))
+            room_d = (col.pop & mine(c)) | Mux(issued & mine(c, ictx), base < D - 1, base < D)
+            m.d.sync += [count[c].eq(count_d[c]), room_q[c].eq(room_d)]
         m.d.comb += col.pending.eq(or_reduce([k != 0 for k in count]))
         # without an issue or a pop this cycle a count changes only by a drop (from registers)
         m.d.comb += col.pending_next.eq(or_reduce([k != (drop & mine(c, ptr_ctx)) for c, k in enumerate(count)]))
