@@ -69,14 +69,30 @@ class Broadcaster(wiring.Component):
         p = self.p
         n = p.n_pes
         depth = max(2, p.act_depth)
-        rd = []
+        # the bank read address: `addr_a` normally, `addr_b` when `use_b` (the RUN state's
+        # consume: the group after next). With p.bram_out_regs (the ECP5) every bank has a read
+        # port for each and the data is picked after the read by `use_b` registered, so the
+        # issue handshake (every PE's FIFO room) no longer reaches the banks' addresses
+        dual = p.bram_out_regs
+        addr_a, addr_b, use_b = Signal(range(depth + 2)), Signal(range(depth + 2)), Signal()
+        bank = []  # the word read for each bank (address of the previous cycle)
+        use_b_q = Signal()
+        if dual:
+            m.d.sync += use_b_q.eq(use_b)
         for q in range(n):
             mem = Memory(shape=8, depth=depth, init=[])
             m.submodules[f"bank{q}"] = mem
             wp = mem.write_port()
             m.d.comb += [wp.en.eq(self.wr_en[q]), wp.addr.eq(self.wr_addr[q]),
                          wp.data.eq(self.wr_data[q])]
-            rd.append(mem.read_port())
+            ra = mem.read_port()
+            if dual:
+                rb = mem.read_port()
+                m.d.comb += [ra.addr.eq(addr_a), rb.addr.eq(addr_b)]
+                bank.append(Mux(use_b_q, rb.data, ra.data))
+            else:
+                m.d.comb += ra.addr.eq(Mux(use_b, addr_b, addr_a))
+                bank.append(ra.data)
 
         cur_vals = Signal(data.ArrayLayout(unsigned(8), n))
         cur_mask = Signal(n)
@@ -85,12 +101,9 @@ class Broadcaster(wiring.Component):
         fc_a = Signal(range(depth + 2))
         fc_b = Signal(range(depth + 2))
         gbase = Signal(17)  # column of bank 0 in the current group
-        addr = Signal(range(depth + 2))
-        for r in rd:
-            m.d.comb += r.addr.eq(addr)
 
         def mask_of(base):
-            return Cat(*[(rd[q].data != 0) & ((base + q) < self.cols) for q in range(n)])
+            return Cat(*[(bank[q] != 0) & ((base + q) < self.cols) for q in range(n)])
 
         # lowest set bit of the mask (leading-non-zero detection)
         lowest = Signal(range(max(2, n)))
@@ -136,7 +149,7 @@ class Broadcaster(wiring.Component):
         finishing = Signal()  # the last group is finished this cycle (`done` next)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += addr.eq(base)
+                m.d.comb += addr_a.eq(base)
                 with m.If(self.start):
                     m.d.sync += self.done.eq(0)
                     if conv:
@@ -149,21 +162,21 @@ class Broadcaster(wiring.Component):
                         m.next = "PRIME"
             if conv:
                 with m.State("CPRIME0"):  # group 0's word on the bus; s2 := group 1
-                    m.d.comb += [addr.eq(s1.word[:aw]), step_in.eq(s1)]
+                    m.d.comb += [addr_a.eq(s1.word[:aw]), step_in.eq(s1)]
                     m.d.sync += s2.eq(stepped)
                     m.next = "CPRIME1"
                     with m.If(self.clear):
                         m.next = "IDLE"
                 with m.State("CPRIME1"):  # group 0 arrives; group 1's word on the bus
-                    m.d.comb += [addr.eq(s2.word[:aw]), step_in.eq(s2)]
-                    m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_at(0, s1)),
+                    m.d.comb += [addr_a.eq(s2.word[:aw]), step_in.eq(s2)]
+                    m.d.sync += [cur_vals.eq(Cat(*bank)), cur_mask.eq(mask_at(0, s1)),
                                  gbase.eq(0), s1.eq(s2), s2.eq(stepped)]
                     m.next = "RUN"
                     with m.If(self.clear):
                         m.next = "IDLE"
             with m.State("PRIME"):
-                m.d.comb += addr.eq(base + 1)
-                m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])), cur_mask.eq(mask_of(0)),
+                m.d.comb += addr_a.eq(base + 1)
+                m.d.sync += [cur_vals.eq(Cat(*bank)), cur_mask.eq(mask_of(0)),
                              fc_a.eq(base + 1), fc_b.eq(base + 2), gbase.eq(0)]
                 m.next = "RUN"
                 with m.If(self.clear):
@@ -172,12 +185,12 @@ class Broadcaster(wiring.Component):
                 m.d.comb += self.issue.valid.eq(cur_mask != 0)
                 fire = self.issue.valid & self.issue.ready
                 consume = (cur_mask == 0) | (fire & last_bit)
+                m.d.comb += use_b.eq(consume)
                 if conv:
-                    m.d.comb += [step_in.eq(s2),
-                                 addr.eq(Mux(consume, Mux(cfg.conv, s2.word[:aw], fc_b),
-                                             Mux(cfg.conv, s1.word[:aw], fc_a)))]
+                    m.d.comb += [step_in.eq(s2), addr_b.eq(Mux(cfg.conv, s2.word[:aw], fc_b)),
+                                 addr_a.eq(Mux(cfg.conv, s1.word[:aw], fc_a))]
                 else:
-                    m.d.comb += addr.eq(Mux(consume, fc_b, fc_a))
+                    m.d.comb += [addr_b.eq(fc_b), addr_a.eq(fc_a)]
                 with m.If(fire):
                     m.d.sync += cur_mask.eq(cur_mask & ~(1 << lowest))
                 with m.If(consume):
@@ -186,7 +199,7 @@ class Broadcaster(wiring.Component):
                         m.d.sync += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [cur_vals.eq(Cat(*[r.data for r in rd])),
+                        m.d.sync += [cur_vals.eq(Cat(*bank)),
                                      cur_mask.eq(mask_at(gbase + n, s1) if conv else mask_of(gbase + n)),
                                      fc_a.eq(fc_b), fc_b.eq(fc_b + 1), gbase.eq(gbase + n)]
                         if conv:
