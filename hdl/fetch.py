@@ -336,9 +336,17 @@ class Fetch(wiring.Component):
         hd, col = Signal(queue_layout(p)), self.col
         for c in range(C):
             m.d.comb += qh[c].addr.eq(head[c][:kq])
-        m.d.comb += [hd.eq(sel([q.data.as_value() for q in qh])),
-                     col.valid.eq(sel([h != ld for h, ld in zip(head, landed, strict=True)])),
-                     col.payload.act.eq(hd.act), col.payload.len.eq(hd.len),
+        if two:
+            # registered a cycle ahead for the context in S1 next cycle (~phase): its head does
+            # not move this cycle (only the S1 context pops) and `landed` takes `landed1`'s value,
+            # so this is exact; a slot written this cycle is past `landed`, not valid yet. The
+            # decoder's start (head -> held-bits compares -> pop) then begins at a flip-flop
+            # instead of the queue's LUTRAM read (ULX3S N = 4: 12.8 ns, its worst path)
+            m.d.sync += [hd.eq(sel([q.data.as_value() for q in qh], ~ph)),
+                         col.valid.eq(sel([h != ld for h, ld in zip(head, landed1, strict=True)], ~ph))]
+        else:
+            m.d.comb += [hd.eq(qh[0].data.as_value()), col.valid.eq(head[0] != landed[0])]
+        m.d.comb += [col.payload.act.eq(hd.act), col.payload.len.eq(hd.len),
                      col.payload.short.eq(hd.short), col.payload.bad.eq(hd.bad)]
         for c in range(C):
             with m.If(col.pop & mine(c)):
@@ -360,5 +368,5 @@ class Fetch(wiring.Component):
                              landed1[c].eq(0)]
             m.d.sync += cur["active"].eq(0)
             if two:
-                m.d.sync += [land_nb.eq(0), other["active"].eq(0), behind.eq(0)]
+                m.d.sync += [land_nb.eq(0), other["active"].eq(0), behind.eq(0), col.valid.eq(0)]
         return m
