@@ -79,12 +79,15 @@ class Broadcaster(wiring.Component):
         use_b_q = Signal()
         if dual:
             m.d.sync += use_b_q.eq(use_b)
+        # every bank word carries its "non-zero" flag (bit 8), computed as it is written, so the
+        # group's mask after the read is one AND per bank, not an 8-input OR behind the block
+        # RAM's clock-to-out (the ULX3S N = 4 two-context limiter once the banks are block RAM)
         for q in range(n):
-            mem = Memory(shape=8, depth=depth, init=[])
+            mem = Memory(shape=9, depth=depth, init=[])
             m.submodules[f"bank{q}"] = mem
             wp = mem.write_port()
             m.d.comb += [wp.en.eq(self.wr_en[q]), wp.addr.eq(self.wr_addr[q]),
-                         wp.data.eq(self.wr_data[q])]
+                         wp.data.eq(Cat(self.wr_data[q], self.wr_data[q] != 0))]
             ra = mem.read_port()
             if dual:
                 rb = mem.read_port()
@@ -103,7 +106,7 @@ class Broadcaster(wiring.Component):
         gbase = Signal(17)  # column of bank 0 in the current group
 
         def mask_of(base):
-            return Cat(*[(bank[q] != 0) & ((base + q) < self.cols) for q in range(n)])
+            return Cat(*[bank[q][8] & ((base + q) < self.cols) for q in range(n)])
 
         # lowest set bit of the mask (leading-non-zero detection)
         lowest = Signal(range(max(2, n)))
@@ -169,14 +172,14 @@ class Broadcaster(wiring.Component):
                         m.next = "IDLE"
                 with m.State("CPRIME1"):  # group 0 arrives; group 1's word on the bus
                     m.d.comb += [addr_a.eq(s2.word[:aw]), step_in.eq(s2)]
-                    m.d.sync += [cur_vals.eq(Cat(*bank)), cur_mask.eq(mask_at(0, s1)),
+                    m.d.sync += [cur_vals.eq(Cat(*[b[:8] for b in bank])), cur_mask.eq(mask_at(0, s1)),
                                  gbase.eq(0), s1.eq(s2), s2.eq(stepped)]
                     m.next = "RUN"
                     with m.If(self.clear):
                         m.next = "IDLE"
             with m.State("PRIME"):
                 m.d.comb += addr_a.eq(base + 1)
-                m.d.sync += [cur_vals.eq(Cat(*bank)), cur_mask.eq(mask_of(0)),
+                m.d.sync += [cur_vals.eq(Cat(*[b[:8] for b in bank])), cur_mask.eq(mask_of(0)),
                              fc_a.eq(base + 1), fc_b.eq(base + 2), gbase.eq(0)]
                 m.next = "RUN"
                 with m.If(self.clear):
@@ -199,7 +202,7 @@ class Broadcaster(wiring.Component):
                         m.d.sync += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [cur_vals.eq(Cat(*bank)),
+                        m.d.sync += [cur_vals.eq(Cat(*[b[:8] for b in bank])),
                                      cur_mask.eq(mask_at(gbase + n, s1) if conv else mask_of(gbase + n)),
                                      fc_a.eq(fc_b), fc_b.eq(fc_b + 1), gbase.eq(gbase + n)]
                         if conv:
