@@ -137,7 +137,12 @@ class Fetch(wiring.Component):
         m.submodules.p_odd = p_odd = Memory(shape=p.ptr_width, depth=half_p, init=init["ptr_odd"])
         # bad << 1 | empty per pointer row (params.contents): no comparators after the pointer
         # reads, which sat on the iCE40 critical path (pointer RAM -> digest -> fetch enable)
-        m.submodules.p_flags = p_flags = Memory(shape=2, depth=max(2, p.ptr_rows), init=init["ptr_flags"])
+        # On the ECP5 (p.bram_out_regs) a block RAM: left to itself Yosys builds this 2-bit ROM
+        # from LUTs, ~200 LUT4 per PE and a mux tree behind the pointer address adder (the
+        # ULX3S N = 8 two-context limiter at 970f3f0, 13.7 ns)
+        flag_attrs = {"ram_style": "block"} if p.bram_out_regs else None
+        m.submodules.p_flags = p_flags = Memory(shape=2, depth=max(2, p.ptr_rows), init=init["ptr_flags"],
+                                                attrs=flag_attrs)
         C = p.contexts
         two = C == 2
         ph = self.phase  # with two contexts: the one the fetcher serves (the decoder's S1) this cycle
