@@ -105,6 +105,8 @@ class Broadcaster(wiring.Component):
         fc_b = Signal(range(depth + 2))
         gbase = Signal(17)  # column of bank 0 in the current group
 
+        group_vals = Cat(*[b[:8] for b in bank])  # the group's activations as read
+
         def mask_of(base):
             return Cat(*[bank[q][8] & ((base + q) < self.cols) for q in range(n)])
 
@@ -150,6 +152,7 @@ class Broadcaster(wiring.Component):
 
         base = cfg.in_base if conv else 0  # the fc layer's first group
         finishing = Signal()  # the last group is finished this cycle (`done` next)
+        fire = self.issue.valid & self.issue.ready  # (valid only in RUN)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += addr_a.eq(base)
@@ -172,21 +175,20 @@ class Broadcaster(wiring.Component):
                         m.next = "IDLE"
                 with m.State("CPRIME1"):  # group 0 arrives; group 1's word on the bus
                     m.d.comb += [addr_a.eq(s2.word[:aw]), step_in.eq(s2)]
-                    m.d.sync += [cur_vals.eq(Cat(*[b[:8] for b in bank])), cur_mask.eq(mask_at(0, s1)),
+                    m.d.sync += [cur_vals.eq(group_vals), cur_mask.eq(mask_at(0, s1)),
                                  gbase.eq(0), s1.eq(s2), s2.eq(stepped)]
                     m.next = "RUN"
                     with m.If(self.clear):
                         m.next = "IDLE"
             with m.State("PRIME"):
                 m.d.comb += addr_a.eq(base + 1)
-                m.d.sync += [cur_vals.eq(Cat(*[b[:8] for b in bank])), cur_mask.eq(mask_of(0)),
+                m.d.sync += [cur_vals.eq(group_vals), cur_mask.eq(mask_of(0)),
                              fc_a.eq(base + 1), fc_b.eq(base + 2), gbase.eq(0)]
                 m.next = "RUN"
                 with m.If(self.clear):
                     m.next = "IDLE"
             with m.State("RUN"):
                 m.d.comb += self.issue.valid.eq(cur_mask != 0)
-                fire = self.issue.valid & self.issue.ready
                 consume = (cur_mask == 0) | (fire & last_bit)
                 m.d.comb += use_b.eq(consume)
                 if conv:
@@ -202,7 +204,7 @@ class Broadcaster(wiring.Component):
                         m.d.sync += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [cur_vals.eq(Cat(*[b[:8] for b in bank])),
+                        m.d.sync += [cur_vals.eq(group_vals),
                                      cur_mask.eq(mask_at(gbase + n, s1) if conv else mask_of(gbase + n)),
                                      fc_a.eq(fc_b), fc_b.eq(fc_b + 1), gbase.eq(gbase + n)]
                         if conv:
@@ -211,5 +213,5 @@ class Broadcaster(wiring.Component):
                     m.next = "IDLE"
         with m.If(self.clear):
             m.d.sync += self.done.eq(0)
-        m.d.comb += self.quiet.eq((self.done | finishing) & ~(self.issue.valid & self.issue.ready))
+        m.d.comb += self.quiet.eq((self.done | finishing) & ~fire)
         return m

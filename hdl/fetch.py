@@ -179,7 +179,6 @@ class Fetch(wiring.Component):
         # flip-flop, and the counts no longer get pulled across the die towards it (ECP5 N = 8:
         # FIFO head -> pop -> count ran through the broadcaster's corner, 15.1 ns)
         room_q = per(lambda c: Signal(init=1, name=f"room{c}"))
-        count_d = per(lambda c: Signal.like(count[c], name=f"count_d{c}"))
         m.d.comb += self.issue.ready.eq(sel(room_q, ictx))
         issued = Signal()
         m.d.comb += issued.eq(self.issue.valid & self.issue.ready)
@@ -356,15 +355,17 @@ class Fetch(wiring.Component):
         for c in range(C):
             with m.If(col.pop & mine(c)):
                 m.d.sync += head[c].eq(head[c] + 1)
-            m.d.comb += count_d[c].eq(count[c] + (issued & mine(c, ictx)) - (col.pop & mine(c)) - (drop & mine(c, ptr_ctx)))
+        kept = []  # per context: its count after this cycle's drop (issue and pop aside)
+        for c in range(C):
+            inc, dec = issued & mine(c, ictx), col.pop & mine(c)
+            kept.append(count[c] - (drop & mine(c, ptr_ctx)))
             # room next cycle, with the pop (the decoder's start: FIFO head -> held-bits compares)
             # entering last: a pop always frees a slot (count + issue - drop <= D)
-            base = count[c] - (drop & mine(c, ptr_ctx))
-            room_d = (col.pop & mine(c)) | Mux(issued & mine(c, ictx), base < D - 1, base < D)
-            m.d.sync += [count[c].eq(count_d[c]), room_q[c].eq(room_d)]
+            m.d.sync += [count[c].eq(kept[c] + inc - dec),
+                         room_q[c].eq(dec | Mux(inc, kept[c] < D - 1, kept[c] < D))]
         m.d.comb += col.pending.eq(or_reduce([k != 0 for k in count]))
         # without an issue or a pop this cycle a count changes only by a drop (from registers)
-        m.d.comb += col.pending_next.eq(or_reduce([k != (drop & mine(c, ptr_ctx)) for c, k in enumerate(count)]))
+        m.d.comb += col.pending_next.eq(or_reduce([k != 0 for k in kept]))
 
         with m.If(self.clear):
             m.d.sync += [rd_valid.eq(0), ptr_valid.eq(0), a_nb.eq(0), b_nb.eq(0), b_bits.eq(0), ictx.eq(0)]
